@@ -1,0 +1,157 @@
+"""Course machinery: turn solution notebooks into lesson notebooks.
+
+``solutions/NN_name.ipynb`` is the source of truth. A lesson is the same
+notebook with every exercise's solution cut out and all outputs cleared:
+
+    # Exercise 1.2: replace every occurrence of `pair` in `ids` by `new_id`.
+    def merge(ids, pair, new_id):
+        ### BEGIN SOLUTION
+        ...the answer...
+        ### END SOLUTION
+
+becomes, in the lesson,
+
+    # Exercise 1.2: replace every occurrence of `pair` in `ids` by `new_id`.
+    def merge(ids, pair, new_id):
+        raise NotImplementedError("Exercise 1.2: replace every occurrence ...")
+
+The ``# Exercise N.M: <what to do>`` comment on the cell's first line gives the
+message. Notebooks are plain JSON, so this module needs only the standard
+library (``nbformat`` would add nothing here).
+
+Grading lives in :mod:`llmedu.grade`; the checks themselves in :mod:`llmedu.check`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+BEGIN_MARK = "### BEGIN SOLUTION"
+END_MARK = "### END SOLUTION"
+EXERCISE_HEADER = re.compile(r"^# Exercise (\d+\.\d+): (.+?)\s*$")
+
+# The first cell of every notebook: on Colab it installs llmedu, elsewhere it
+# does nothing (locally and on Binder the package is installed already).
+COLAB_REPO = "https://github.com/llmedu/llmedu"
+COLAB_CELL = f'''\
+# Running on Colab? This installs llmedu first; anywhere else it does nothing.
+import sys
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run(["git", "clone", "--depth=1", "{COLAB_REPO}", "/content/llmedu"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/llmedu"], check=True)
+    sys.path.insert(0, "/content/llmedu")'''
+
+
+class CourseError(ValueError):
+    """A solution notebook breaks the authoring conventions."""
+
+
+def cell_source(cell: dict) -> str:
+    """A cell's source as one string (notebooks may store a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _as_lines(text: str) -> list[str]:
+    """The nbformat on-disk convention: a list of lines, each keeping its newline."""
+    return text.splitlines(keepends=True)
+
+
+def exercise_header(source: str) -> tuple[str, str] | None:
+    """``("1.2", "what to do")`` from an exercise cell's first line, else None."""
+    first_line = source.split("\n", 1)[0]
+    match = EXERCISE_HEADER.match(first_line)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def strip_solution(source: str, where: str = "cell") -> str:
+    """Replace each BEGIN/END SOLUTION block by a ``raise NotImplementedError``.
+
+    The raise keeps the indentation of the BEGIN marker, so a block inside a
+    function body stays a valid function body. ``where`` names the cell in errors.
+    """
+    if BEGIN_MARK not in source:
+        return source
+    header = exercise_header(source)
+    if header is None:
+        raise CourseError(
+            f"{where}: has a solution block but its first line is not "
+            "'# Exercise N.M: <what to do>'; add that line so the lesson's stub can say what to do."
+        )
+    number, task = header
+    message = json.dumps(f"Exercise {number}: {task}", ensure_ascii=False)
+    out, inside = [], False
+    for line_no, line in enumerate(source.split("\n"), start=1):
+        stripped = line.strip()
+        if stripped == BEGIN_MARK:
+            if inside:
+                raise CourseError(f"{where}, line {line_no}: nested {BEGIN_MARK}; close the first block with {END_MARK}.")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}raise NotImplementedError({message})")
+        elif stripped == END_MARK:
+            if not inside:
+                raise CourseError(f"{where}, line {line_no}: {END_MARK} without a matching {BEGIN_MARK}.")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise CourseError(f"{where}: {BEGIN_MARK} is never closed; add {END_MARK} after the solution.")
+    return "\n".join(out)
+
+
+def make_lesson(notebook: dict, name: str = "notebook") -> dict:
+    """The lesson version of a solution notebook (a new dict; the input is untouched)."""
+    lesson = json.loads(json.dumps(notebook))
+    for index, cell in enumerate(lesson["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        source = strip_solution(cell_source(cell), where=f"{name}, cell {index}")
+        cell["source"] = _as_lines(source)
+        cell["outputs"] = []
+        cell["execution_count"] = None
+    lesson["metadata"].pop("widgets", None)  # saved widget state belongs to a run
+    return lesson
+
+
+def read_notebook(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def notebook_json(notebook: dict) -> str:
+    """Serialise as Jupyter does (indent 1, keys sorted, trailing newline) for clean diffs."""
+    return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def build_lessons(solutions_dir: Path, lessons_dir: Path) -> list[Path]:
+    """Write ``lessons_dir/NN_name.ipynb`` for every ``solutions_dir/NN_name.ipynb``.
+
+    Returns the paths written. Lessons whose solution was deleted are removed,
+    so the two folders always hold the same notebooks.
+    """
+    solutions_dir, lessons_dir = Path(solutions_dir), Path(lessons_dir)
+    lessons_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for solution in sorted(solutions_dir.glob("[0-9][0-9]_*.ipynb")):
+        lesson = make_lesson(read_notebook(solution), name=solution.name)
+        target = lessons_dir / solution.name
+        target.write_text(notebook_json(lesson), encoding="utf-8")
+        written.append(target)
+    for stale in set(lessons_dir.glob("[0-9][0-9]_*.ipynb")) - set(written):
+        stale.unlink()
+    return written
+
+
+def exercises(notebook: dict) -> list[tuple[str, str, int]]:
+    """``(number, task, cell_index)`` of every exercise cell, in notebook order."""
+    found = []
+    for index, cell in enumerate(notebook["cells"]):
+        source = cell_source(cell)
+        if cell["cell_type"] == "code" and BEGIN_MARK in source:
+            number, task = exercise_header(source) or ("?", "?")
+            found.append((number, task, index))
+    return found
