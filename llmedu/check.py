@@ -17,6 +17,7 @@ the expected value and the actual one. Errors raised by the learner's code
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 from llmedu import bpe
@@ -148,13 +149,21 @@ def merge(learner) -> int:
 def train(learner) -> int:
     cases = [(text, size) for text in _TEXTS for size in (256, 259, 270)]
     for text, vocab_size in cases:
-        learner.expect((text, vocab_size), bpe.train(text, vocab_size))
+        with warnings.catch_warnings():  # the reference warns when it stops early; that is expected here
+            warnings.simplefilter("ignore")
+            expected = bpe.train(text, vocab_size)
+        learner.expect((text, vocab_size), expected)
     return len(cases)
+
+
+def _small_merges() -> dict:
+    """Merges learned from the check texts (few enough that training never stops early)."""
+    return bpe.train(" ".join(_TEXTS), 280)
 
 
 @exercise("1.4", "encode")
 def encode(learner) -> int:
-    merges = bpe.train(" ".join(_TEXTS), 300)
+    merges = _small_merges()
     cases = _TEXTS + ["", "unseen words: zebra 🦓", "hello hello hello"]
     for text in cases:
         learner.expect((text, merges), bpe.encode(text, merges))
@@ -163,7 +172,7 @@ def encode(learner) -> int:
 
 @exercise("1.5", "decode")
 def decode(learner) -> int:
-    merges = bpe.train(" ".join(_TEXTS), 300)
+    merges = _small_merges()
     vocab = bpe.build_vocab(merges)
     cases = [bpe.encode(text, merges) for text in _TEXTS] + [[], [0xE4, 0xBD], [104, 0xFF, 105]]
     for ids in cases:  # the last two are invalid UTF-8: expect U+FFFD

@@ -25,6 +25,21 @@ def _course_build(args) -> int:
     return 0
 
 
+def _course_execute(args) -> int:
+    import os
+
+    from llmedu.course import notebook_json, read_notebook
+    from llmedu.grade import execute
+
+    for notebook in map(Path, args.notebooks):
+        executed = execute(read_notebook(notebook), notebook.resolve().parent, args.timeout, allow_errors=False)
+        temporary = notebook.with_name(f".{notebook.name}.tmp")
+        temporary.write_text(notebook_json(executed), encoding="utf-8")
+        os.replace(temporary, notebook)
+        print(f"executed {notebook}")
+    return 0
+
+
 def _grade(args) -> int:
     from llmedu.grade import as_dicts, format_table, grade
 
@@ -55,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--solutions", default="solutions")
     build.add_argument("--lessons", default="lessons")
     build.set_defaults(handler=_course_build)
+
+    execute = course_commands.add_parser("execute", help="run notebooks top to bottom and save their outputs in place")
+    execute.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    execute.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per cell")
+    execute.set_defaults(handler=_course_execute)
 
     grading = commands.add_parser("grade", help="run submitted notebooks in a fresh kernel and grade each exercise")
     grading.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")

@@ -16,17 +16,20 @@ becomes, in the lesson,
         raise NotImplementedError("Exercise 1.2: replace every occurrence ...")
 
 The ``# Exercise N.M: <what to do>`` comment on the cell's first line gives the
-message. Notebooks are plain JSON, so this module needs only the standard
-library (``nbformat`` would add nothing here).
+message. Notebooks are read and written with ``nbformat`` so that files keep
+Jupyter's own layout and diffs stay small.
 
 Grading lives in :mod:`llmedu.grade`; the checks themselves in :mod:`llmedu.check`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
+
+import nbformat
 
 BEGIN_MARK = "### BEGIN SOLUTION"
 END_MARK = "### END SOLUTION"
@@ -50,14 +53,9 @@ class CourseError(ValueError):
 
 
 def cell_source(cell: dict) -> str:
-    """A cell's source as one string (notebooks may store a list of lines)."""
+    """A cell's source as one string (a raw JSON file may store a list of lines)."""
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source
-
-
-def _as_lines(text: str) -> list[str]:
-    """The nbformat on-disk convention: a list of lines, each keeping its newline."""
-    return text.splitlines(keepends=True)
 
 
 def exercise_header(source: str) -> tuple[str, str] | None:
@@ -105,12 +103,12 @@ def strip_solution(source: str, where: str = "cell") -> str:
 
 def make_lesson(notebook: dict, name: str = "notebook") -> dict:
     """The lesson version of a solution notebook (a new dict; the input is untouched)."""
-    lesson = json.loads(json.dumps(notebook))
+    lesson = copy.deepcopy(notebook)
     for index, cell in enumerate(lesson["cells"]):
         if cell["cell_type"] != "code":
             continue
         source = strip_solution(cell_source(cell), where=f"{name}, cell {index}")
-        cell["source"] = _as_lines(source)
+        cell["source"] = source
         cell["outputs"] = []
         cell["execution_count"] = None
     lesson["metadata"].pop("widgets", None)  # saved widget state belongs to a run
@@ -118,13 +116,13 @@ def make_lesson(notebook: dict, name: str = "notebook") -> dict:
 
 
 def read_notebook(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A notebook as nbformat's node (a dict whose cell sources are strings)."""
+    return nbformat.read(str(path), as_version=4)
 
 
 def notebook_json(notebook: dict) -> str:
-    """Serialise as Jupyter does (indent 1, keys sorted, trailing newline) for clean diffs."""
-    return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    """The notebook as Jupyter saves it (indent 1, keys sorted, sources split into lines)."""
+    return nbformat.writes(nbformat.from_dict(notebook)) + "\n"
 
 
 def build_lessons(solutions_dir: Path, lessons_dir: Path) -> list[Path]:

@@ -30,22 +30,29 @@ class ExerciseResult:
     message: str
 
 
-def execute(notebook: dict, workdir: Path, cell_timeout: float) -> dict:
-    """Run every cell in a fresh kernel, keeping going past errors."""
+def execute(notebook: dict, workdir: Path, cell_timeout: float, allow_errors: bool = True) -> dict:
+    """Run every cell in a fresh kernel; returns the notebook with its outputs.
+
+    With ``allow_errors`` it keeps going past failing cells (grading); without,
+    the first error not tagged ``raises-exception`` stops it with an exception.
+    """
     try:
-        from nbclient import NotebookClient
         import nbformat
+        from nbclient import NotebookClient
     except ImportError as error:  # pragma: no cover - depends on the install
-        raise RuntimeError("Grading needs nbclient: pip install -e '.[dev]' (or pip install nbclient ipykernel).") from error
+        raise RuntimeError("Running notebooks needs nbclient: pip install -e '.[dev]'") from error
     nb = nbformat.from_dict(notebook)
     # A per-cell timeout always: executing widget notebooks can hang (nbclient #312).
     client = NotebookClient(
-        nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
+        nb, timeout=cell_timeout, kernel_name="python3", allow_errors=allow_errors, record_timing=False,
         resources={"metadata": {"path": str(workdir)}},
     )
     try:
         client.execute()
-    except Exception as error:  # a timeout or a dead kernel: grade what ran
+    except Exception as error:
+        if not allow_errors:
+            raise
+        # A timeout or a dead kernel: grade what ran; the rest counts as not run.
         nb.metadata["llmedu_execution_error"] = f"{type(error).__name__}: {error}"
     return nb
 

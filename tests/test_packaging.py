@@ -23,7 +23,8 @@ def pyproject_packages():
 def environment_packages():
     """Conda package names listed in environment.yml (python, pip and the pip: block excluded)."""
     names = set()
-    for line in (ROOT / "environment.yml").read_text().splitlines():
+    text = (ROOT / "environment.yml").read_text()
+    for line in text.split("dependencies:", 1)[1].splitlines():
         match = re.match(r"^  - ([A-Za-z0-9_.\-]+)", line)
         if match and match.group(1) not in {"python", "pip"}:
             names.add(_name(match.group(1)))
