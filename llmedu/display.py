@@ -1,4 +1,4 @@
-"""Showing tokens in a notebook: coloured spans, and a playground to type into (lesson 01).
+"""Notebook views: tokens as coloured spans and a playground (lesson 01), a sampling explorer (lesson 02).
 
 Everything here works without a widget frontend: each view prints a plain-text
 rendering as well, so nbval (which has no frontend) compares that, and a
@@ -55,3 +55,47 @@ def tokenizer_playground(tokenizer, text: str = "Hello world! 你好") -> None:
 
     box.observe(update, names="value")
     display(widgets.VBox([box, view]))
+
+
+def distribution_text(probs, labels, top: int = 8) -> str:
+    """The ``top`` most probable entries as text bars (the plain rendering of a distribution)."""
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
+    return "\n".join(f"{labels[i]!r:>12} {probs[i]:6.3f} {'#' * round(probs[i] * 40)}" for i in order)
+
+
+def _distribution_html(probs, labels, top: int = 12) -> str:
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
+    rows = "".join(
+        f'<tr><td style="text-align:right;font-family:monospace">{html.escape(repr(labels[i]))}</td>'
+        f'<td><div style="background:#5b8def;height:12px;width:{probs[i] * 300:.0f}px"></div></td>'
+        f"<td>{probs[i]:.3f}</td></tr>"
+        for i in order
+    )
+    return f"<table>{rows}</table>"
+
+
+def sampling_explorer(logits, labels, temperature: float = 1.0, top_p: float = 1.0) -> None:
+    """Sliders for temperature and top-p over a next-token distribution (lesson 02).
+
+    logits: (vocab,); labels: what each id stands for. Prints the starting
+    distribution as text first, for places without widgets.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from llmedu.generate import apply_temperature, top_p_filter
+
+    def probabilities(t, p):
+        return top_p_filter(apply_temperature(logits, t), p)
+
+    print(distribution_text(probabilities(temperature, top_p), labels))
+    t_slider = widgets.FloatSlider(value=temperature, min=0.0, max=3.0, step=0.05, description="temperature")
+    p_slider = widgets.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top_p")
+    view = widgets.HTML(value=_distribution_html(probabilities(temperature, top_p), labels))
+
+    def update(_change):
+        view.value = _distribution_html(probabilities(t_slider.value, p_slider.value), labels)
+
+    t_slider.observe(update, names="value")
+    p_slider.observe(update, names="value")
+    display(widgets.VBox([t_slider, p_slider, view]))

@@ -1,0 +1,1 @@
+"""Exercise checks, one module per lesson; ``llmedu.check`` gathers them."""
