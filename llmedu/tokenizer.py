@@ -19,7 +19,7 @@ this class adds what a real model needs around it:
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from operator import index
 
@@ -105,6 +105,8 @@ class BPETokenizer:
     """
 
     def __init__(self, merges=None, special_tokens=None, pattern=GPT4_SPLIT_PATTERN):
+        if not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a str (a regex), got {type(pattern).__name__}")
         merges = dict(merges or {})
         _check_merges(merges)
         specials = _check_specials(special_tokens)
@@ -129,7 +131,9 @@ class BPETokenizer:
         _check_text(text)
         specials = _check_specials(special_tokens)
         smallest = 256 + len(specials)
-        if not hasattr(vocab_size, "__index__") or vocab_size < smallest:
+        if not hasattr(vocab_size, "__index__"):
+            raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
+        if vocab_size < smallest:
             raise ValueError(
                 f"vocab_size must be an int of at least 256 bytes + {len(specials)} "
                 f"special tokens = {smallest}, got {vocab_size!r}; raise vocab_size"
@@ -192,6 +196,8 @@ class BPETokenizer:
     def decode_bytes(self, ids):
         """Concatenate the bytes of ``ids`` (any iterable of int)."""
         vocab = self.vocab
+        if isinstance(ids, Iterator):
+            ids = list(ids)  # a generator could not be read twice to find a bad id
         try:
             # index() accepts Python and numpy ints and rejects 3.0 or "3".
             return b"".join([vocab[index(i)] for i in ids])
@@ -203,11 +209,13 @@ class BPETokenizer:
         if not isinstance(ids, Iterable):
             raise TypeError(f"ids must be an iterable of int, got {type(ids).__name__}")
         for position, i in enumerate(ids):
-            if not hasattr(i, "__index__"):
+            try:
+                i = index(i)
+            except TypeError:
                 raise TypeError(
                     f"token ids must be int; position {position} holds {i!r} "
                     f"({type(i).__name__})"
-                )
+                ) from None
             if i not in self.vocab:
                 raise ValueError(
                     f"token id {i} at position {position} is out of range: "
@@ -242,7 +250,8 @@ class BPETokenizer:
         """
         lines = [_MAGIC, "pattern " + json.dumps(self.pattern, ensure_ascii=False)]
         lines.append(f"special_tokens {len(self.special_tokens)}")
-        lines += [f"{i} {json.dumps(s, ensure_ascii=False)}" for s, i in self.special_tokens.items()]
+        for s, i in self.special_tokens.items():
+            lines.append(f"{i} {json.dumps(s, ensure_ascii=False)}")
         lines.append(f"merges {len(self.merges)}")
         lines += [f"{a} {b}" for a, b in self.merges]
         folder = os.path.dirname(os.path.abspath(path))
@@ -252,6 +261,7 @@ class BPETokenizer:
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write("\n".join(lines) + "\n")
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a tokenizer is not secret
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
