@@ -74,8 +74,8 @@ def _distribution_html(probs, labels, top: int = 12) -> str:
     return f"<table>{rows}</table>"
 
 
-def sampling_explorer(logits, labels, temperature: float = 1.0, top_p: float = 1.0) -> None:
-    """Sliders for temperature and top-p over a next-token distribution (lesson 02).
+def sampling_explorer(logits, labels, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0) -> None:
+    """Sliders for temperature, top-k and top-p over a next-token distribution (lesson 02).
 
     logits: (vocab,); labels: what each id stands for. Prints the starting
     distribution as text first, for places without widgets.
@@ -83,19 +83,23 @@ def sampling_explorer(logits, labels, temperature: float = 1.0, top_p: float = 1
     import ipywidgets as widgets
     from IPython.display import display
 
-    from llmedu.generate import apply_temperature, top_p_filter
+    from llmedu.generate import apply_temperature, top_k_filter, top_p_filter
 
-    def probabilities(t, p):
-        return top_p_filter(apply_temperature(logits, t), p)
+    def probabilities(t, k, p):
+        return top_p_filter(top_k_filter(apply_temperature(logits, t), k), p)
 
-    print(distribution_text(probabilities(temperature, top_p), labels))
-    t_slider = widgets.FloatSlider(value=temperature, min=0.0, max=3.0, step=0.05, description="temperature")
-    p_slider = widgets.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top_p")
-    view = widgets.HTML(value=_distribution_html(probabilities(temperature, top_p), labels))
+    top_k = len(logits) if top_k is None else top_k
+    print(distribution_text(probabilities(temperature, top_k, top_p), labels))
+    sliders = [
+        widgets.FloatSlider(value=temperature, min=0.0, max=3.0, step=0.05, description="temperature"),
+        widgets.IntSlider(value=top_k, min=1, max=len(logits), description="top_k"),
+        widgets.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top_p"),
+    ]
+    view = widgets.HTML(value=_distribution_html(probabilities(temperature, top_k, top_p), labels))
 
     def update(_change):
-        view.value = _distribution_html(probabilities(t_slider.value, p_slider.value), labels)
+        view.value = _distribution_html(probabilities(*(s.value for s in sliders)), labels)
 
-    t_slider.observe(update, names="value")
-    p_slider.observe(update, names="value")
-    display(widgets.VBox([t_slider, p_slider, view]))
+    for slider in sliders:
+        slider.observe(update, names="value")
+    display(widgets.VBox([*sliders, view]))
