@@ -2,12 +2,18 @@
 
 Each module holds one idea and names the lesson that introduces it:
 
-- ``bpe``        plain-Python byte-pair encoding, the readable reference (lesson 01)
-- ``bpe_fast``   the same algorithm compiled with Numba (lesson 01)
-- ``tokenizer``  ``BPETokenizer``: training, special tokens, save/load (lesson 01)
-- ``check``      the exercise checks called from the notebooks
-- ``course``     lesson generation from ``solutions/`` and grading
-- ``speedrun``   the course pipeline end to end (``llmedu speedrun``)
+- ``bpe``          plain-Python byte-pair encoding, the readable reference (lesson 01)
+- ``pretokenize``  the GPT-4 split pattern as a fast state machine (lesson 01)
+- ``bpe_fast``     BPE training and encoding compiled with Numba (lesson 01)
+- ``tokenizer``    ``BPETokenizer``: training, special tokens, save/load (lesson 01)
+- ``model``        ``ModelConfig``, parameters, the readable numpy forward pass (lesson 02)
+- ``kernels``      the same forward pass compiled with Numba, and one decoding step (lesson 02)
+- ``generate``     the KV cache, sampling, and the streaming ``generate`` loop (lesson 02)
+- ``checkpoint``   the parameters file (safetensors) and llama2.c export (lessons 00, 02)
+- ``display``      notebook views: tokens, the tokenizer playground, the sampling explorer
+- ``check``        the exercise checks called from the notebooks (``checks/``, one module per lesson)
+- ``course``       lesson generation from ``solutions/``; ``grade`` grades submissions
+- ``speedrun``     the course pipeline end to end (``llmedu speedrun``)
 """
 
 __version__ = "0.1.0"

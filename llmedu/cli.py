@@ -1,10 +1,11 @@
-"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``."""
+"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -53,6 +54,71 @@ def _grade(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+# --pretrain flag -> TrainConfig field; nanoGPT's names where the two overlap
+PRETRAIN_FLAGS = {
+    "data": (str, "UTF-8 text file to train on (first 90%% train, last 10%% validation)"),
+    "tokenizer": (str, "char: one id per character, or bpe (default char)"),
+    "vocab_size": (int, "bpe vocabulary size (default 512)"),
+    "n_layers": (int, "transformer blocks (default 4)"), "n_heads": (int, "attention heads (default 4)"),
+    "n_kv_heads": (int, "key/value heads (default: n_heads)"), "dim": (int, "model width (default 128)"),
+    "hidden_dim": (int, "feed-forward width (default: 8/3 dim, rounded up to a multiple of 8)"),
+    "seq_len": (int, "tokens per training window (default 64)"), "batch_size": (int, "windows per micro-batch (default 12)"),
+    "grad_accum": (int, "micro-batches per optimizer step (default 1)"), "max_iters": (int, "optimizer steps (default 2000)"),
+    "lr": (float, "peak learning rate (default 0.001)"), "min_lr": (float, "learning rate at the end of the cosine (default 0.0001)"),
+    "warmup_iters": (int, "steps of linear warm-up (default 100)"), "lr_decay_iters": (int, "step where the cosine reaches min_lr (default: max_iters)"),
+    "weight_decay": (float, "AdamW weight decay (default 0.1)"), "beta1": (float, "AdamW beta1 (default 0.9)"), "beta2": (float, "AdamW beta2 (default 0.99)"),
+    "grad_clip": (float, "max global gradient norm, 0 for none (default 1.0)"),
+    "eval_interval": (int, "steps between evaluations and checkpoints (default 250)"), "eval_iters": (int, "batches per split per evaluation (default 20)"),
+    "seed": (int, "seed for the parameters and the batches (default 1337)"),
+    "out": (str, "run folder for the checkpoint and log.jsonl (default runs/pretrain)"),
+}
+
+
+def _pretrain(args) -> int:
+    start = time.perf_counter()  # the log's elapsed_s counts from here
+    from llmedu.train import NonFiniteLoss, TrainConfig, train
+    from llmedu.train_state import load_state
+
+    given = {name: getattr(args, name) for name in PRETRAIN_FLAGS if getattr(args, name) is not None}
+    try:
+        if args.resume:  # flags not given come from the checkpoint; flags given must agree with it
+            stored = load_state(given.get("out", TrainConfig.__dataclass_fields__["out"].default)).train_config
+            config = TrainConfig(**{**stored, **given})
+        elif "data" not in given:
+            raise ValueError("--data is required: the path of a UTF-8 text file to train on.")
+        else:
+            config = TrainConfig(**given)
+        result = train(config, resume=args.resume, progress=not args.no_progress, start_time=start)
+    except NonFiniteLoss as err:
+        print(f"llmedu pretrain: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as err:  # bad data, config, or checkpoint; the message says which
+        print(f"llmedu pretrain: {err}", file=sys.stderr)
+        return 2
+    if result.interrupted:
+        print(f"Interrupted at step {result.step}; checkpoint saved in {result.out_dir}. "
+              f"Continue with: llmedu pretrain --out {result.out_dir} --resume")
+        return 130  # the shell's code for "stopped by Ctrl-C"
+    final = f", val loss {result.evals[-1]['val_loss']:.4f}" if result.evals else ""
+    print(f"Done: step {result.step}{final} in {result.elapsed_s:.1f} s. Parameters in {result.out_dir}/model.safetensors; "
+          f"try: llmedu sample --ckpt {result.out_dir} --prompt 'Hello'")
+    return 0
+
+
+def _sample(args) -> int:
+    from llmedu.sample import load_run, sample_ids
+
+    try:
+        params, config, tokenizer, _ = load_run(args.ckpt)
+        new = sample_ids(params, config, tokenizer.encode(args.prompt), max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+        print(args.prompt + tokenizer.decode(list(new)))
+    except ValueError as err:
+        print(f"llmedu sample: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmedu", description="llmedu: an LLM from scratch, one lesson at a time.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
     grading.add_argument("--json", action="store_true", help="print results as JSON")
     grading.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per cell (default 300)")
     grading.set_defaults(handler=_grade)
+
+    pretrain = commands.add_parser("pretrain", help="train a model on a text file (lesson 03), with checkpoints and resume")
+    for name, (kind, text) in PRETRAIN_FLAGS.items():
+        pretrain.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text,
+                              choices=("char", "bpe") if name == "tokenizer" else None)
+    pretrain.add_argument("--resume", action="store_true", help="continue the run saved in --out (flags not given are taken from it)")
+    pretrain.add_argument("--no-progress", action="store_true", help="no progress bar (evaluations are still printed)")
+    pretrain.set_defaults(handler=_pretrain)
+
+    sample = commands.add_parser("sample", help="continue a prompt with a trained model")
+    sample.add_argument("--ckpt", required=True, help="run folder (or its model.safetensors)")
+    sample.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    sample.add_argument("--max-new-tokens", type=int, default=500)
+    sample.add_argument("--temperature", type=float, default=0.8, help="0: greedy; below 1: more conservative")
+    sample.add_argument("--top-k", type=int, default=200, help="sample among the k most likely tokens")
+    sample.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
+    sample.add_argument("--seed", type=int, default=1337)
+    sample.set_defaults(handler=_sample)
     return parser
 
 
