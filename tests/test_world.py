@@ -1,0 +1,44 @@
+"""The synthetic world: deterministic, and every fact in its table is stated in its text."""
+
+import pytest
+
+from llmedu.world import make_world
+
+
+def test_same_seed_gives_the_same_world():
+    assert make_world(3).text == make_world(3).text
+
+
+def test_different_seeds_give_different_worlds():
+    assert make_world(3).text != make_world(4).text
+
+
+def test_every_birth_year_is_stated_with_the_recall_phrasing():
+    world = make_world(0)
+    for person in world.people:
+        assert f"{person.name} was born in {person.birth_year}" in world.text
+
+
+def test_every_fact_value_appears_next_to_its_subject():
+    world = make_world(0)
+    pages = world.documents
+    for subject, _, value in world.facts():
+        assert any(subject in page and value in page for page in pages), (subject, value)
+
+
+def test_unseen_names_never_occur_in_the_text():
+    world = make_world(0)
+    assert len(world.unseen_names) >= 30
+    for name in world.unseen_names:
+        assert name not in world.text and name.split()[0] not in world.text
+
+
+def test_sizes_are_parameters():
+    small, large = make_world(0, n_people=10), make_world(0, n_people=40)
+    assert len(small.people) == 10 and len(large.people) == 40
+    assert len(small.text) < len(large.text)
+
+
+def test_bad_sizes_are_refused():
+    with pytest.raises(ValueError, match="n_people"):
+        make_world(0, n_people=0)
