@@ -59,16 +59,25 @@ PRETRAIN_FLAGS = {
     "data": (str, "UTF-8 text file to train on (first 90%% train, last 10%% validation)"),
     "tokenizer": (str, "char: one id per character, or bpe (default char)"),
     "vocab_size": (int, "bpe vocabulary size (default 512)"),
-    "n_layers": (int, "transformer blocks (default 4)"), "n_heads": (int, "attention heads (default 4)"),
-    "n_kv_heads": (int, "key/value heads (default: n_heads)"), "dim": (int, "model width (default 128)"),
+    "n_layers": (int, "transformer blocks (default 4)"),
+    "n_heads": (int, "attention heads (default 4)"),
+    "n_kv_heads": (int, "key/value heads (default: n_heads)"),
+    "dim": (int, "model width (default 128)"),
     "hidden_dim": (int, "feed-forward width (default: 8/3 dim, rounded up to a multiple of 8)"),
-    "seq_len": (int, "tokens per training window (default 64)"), "batch_size": (int, "windows per micro-batch (default 12)"),
-    "grad_accum": (int, "micro-batches per optimizer step (default 1)"), "max_iters": (int, "optimizer steps (default 2000)"),
-    "lr": (float, "peak learning rate (default 0.001)"), "min_lr": (float, "learning rate at the end of the cosine (default 0.0001)"),
-    "warmup_iters": (int, "steps of linear warm-up (default 100)"), "lr_decay_iters": (int, "step where the cosine reaches min_lr (default: max_iters)"),
-    "weight_decay": (float, "AdamW weight decay (default 0.1)"), "beta1": (float, "AdamW beta1 (default 0.9)"), "beta2": (float, "AdamW beta2 (default 0.99)"),
+    "seq_len": (int, "tokens per training window (default 64)"),
+    "batch_size": (int, "windows per micro-batch (default 12)"),
+    "grad_accum": (int, "micro-batches per optimizer step (default 1)"),
+    "max_iters": (int, "optimizer steps (default 2000)"),
+    "lr": (float, "peak learning rate (default 0.001)"),
+    "min_lr": (float, "learning rate at the end of the cosine (default 0.0001)"),
+    "warmup_iters": (int, "steps of linear warm-up (default 100)"),
+    "lr_decay_iters": (int, "step where the cosine reaches min_lr (default: max_iters)"),
+    "weight_decay": (float, "AdamW weight decay (default 0.1)"),
+    "beta1": (float, "AdamW beta1 (default 0.9)"),
+    "beta2": (float, "AdamW beta2 (default 0.99)"),
     "grad_clip": (float, "max global gradient norm, 0 for none (default 1.0)"),
-    "eval_interval": (int, "steps between evaluations and checkpoints (default 250)"), "eval_iters": (int, "batches per split per evaluation (default 20)"),
+    "eval_interval": (int, "steps between evaluations and checkpoints (default 250)"),
+    "eval_iters": (int, "batches per split per evaluation (default 20)"),
     "seed": (int, "seed for the parameters and the batches (default 1337)"),
     "out": (str, "run folder for the checkpoint and log.jsonl (default runs/pretrain)"),
 }
@@ -95,6 +104,9 @@ def _pretrain(args) -> int:
     except (ValueError, OSError) as err:  # bad data, config, or checkpoint; the message says which
         print(f"llmedu pretrain: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training began, or a second Ctrl-C while stopping
+        print("llmedu pretrain: interrupted; the folder keeps its last complete checkpoint, if any.", file=sys.stderr)
+        return 130
     if result.interrupted:
         print(f"Interrupted at step {result.step}; checkpoint saved in {result.out_dir}. "
               f"Continue with: llmedu pretrain --out {result.out_dir} --resume")

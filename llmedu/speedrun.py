@@ -17,7 +17,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer, sample_text
+from llmedu.data import split_text
+from llmedu.evaluate import bits_per_byte, complete, compressor_bits_per_byte, fact_recall, hallucination_rate
+from llmedu.model import count_params
+from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer
+from llmedu.train import TrainConfig, train
+from llmedu.world import make_world
 
 
 @dataclass
@@ -25,45 +30,140 @@ class Run:
     out_dir: Path
     quick: bool
     seed: int
+    sizes: dict
     state: dict = field(default_factory=dict)  # what stages hand to later stages
     figures: dict = field(default_factory=dict)  # what the report shows
     notes: list = field(default_factory=list)  # one markdown section per stage
 
 
+# Sizes of the default run (about ten minutes on two cores) and of --quick (under a minute).
+SIZES = {
+    False: dict(n_people=100, vocab_size=512, dim=128, n_layers=4, n_heads=4, hidden_dim=344, seq_len=64,
+                batch_size=16, max_iters=4000, eval_interval=500, recall_people=100),
+    True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=32,
+               batch_size=8, max_iters=60, eval_interval=30, recall_people=12),
+}
+
+
+def world_stage(run: Run) -> dict:
+    """Generate the synthetic world and write its text beside the report."""
+    world = make_world(run.seed, n_people=run.sizes["n_people"])
+    path = run.out_dir / "world.txt"
+    path.write_text(world.text, encoding="utf-8")
+    run.state.update(world=world, world_path=path)
+    held_out = split_text(world.text)[1]
+    run.state["held_out"] = held_out
+    run.notes.append(
+        "## World\n\n"
+        f"{len(world.people)} people, {len(world.cities)} cities, {len(world.facts())} facts, "
+        f"{len(world.documents)} documents: {len(world.text.encode('utf-8')):,} bytes in `world.txt` "
+        f"(seed {run.seed}). The last 10% is held out for evaluation.\n"
+    )
+    return {"world_bytes": len(world.text.encode("utf-8")), "world_facts": len(world.facts())}
+
+
 def tokenizer_stage(run: Run) -> dict:
-    """Train the BPE tokenizer on the built-in sample text; measure its compression."""
-    text = sample_text()
-    vocab_size = 512 if run.quick else 1024
+    """Train the BPE tokenizer (chat tokens registered) on the world's training text."""
+    text = split_text(run.state["world"].text)[0]
     start = time.perf_counter()
-    tokenizer = BPETokenizer.train(text, vocab_size, special_tokens=list(CHAT_SPECIAL_TOKENS))
+    tokenizer = BPETokenizer.train(text, run.sizes["vocab_size"], special_tokens=list(CHAT_SPECIAL_TOKENS))
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     ids = tokenizer.encode(text)
     encode_s = time.perf_counter() - start
     n_bytes = len(text.encode("utf-8"))
     tokenizer.save(run.out_dir / "tokenizer.bpe")
-    run.state["tokenizer"] = tokenizer
     figures = {
         "tokenizer_vocab_size": len(tokenizer),
         "tokenizer_bytes_per_token": round(n_bytes / len(ids), 4),
         "tokenizer_train_s": round(train_s, 3),
         "tokenizer_encode_mb_per_s": round(n_bytes / 1e6 / max(encode_s, 1e-9), 3),
-        "tokenizer_text_bytes": n_bytes,
     }
     run.notes.append(
         "## Tokenizer\n\n"
-        f"Byte-level BPE (GPT-4 split pattern) trained on the built-in sample text "
-        f"({n_bytes:,} bytes) to a vocabulary of {len(tokenizer)} tokens "
-        f"({len(tokenizer.merges)} merges, {len(tokenizer.special_tokens)} special tokens) "
-        f"in {train_s:.3f} s (Numba compile included on a cold cache).\n\n"
-        f"- bytes per token: {figures['tokenizer_bytes_per_token']}\n"
-        f"- encode speed: {figures['tokenizer_encode_mb_per_s']} MB/s\n"
-        f"- saved to `tokenizer.bpe`\n"
+        f"Byte-level BPE (GPT-4 split pattern) trained on the world's training text ({n_bytes:,} bytes) to "
+        f"{len(tokenizer)} tokens ({len(tokenizer.merges)} merges, {len(tokenizer.special_tokens)} special tokens) "
+        f"in {train_s:.3f} s, Numba compilation included on a cold cache. Bytes per token: "
+        f"{figures['tokenizer_bytes_per_token']}; encoding: {figures['tokenizer_encode_mb_per_s']} MB/s.\n"
     )
     return figures
 
 
-STAGES = [("tokenizer", tokenizer_stage)]
+def pretrain_stage(run: Run) -> dict:
+    """Pretrain the default model on the world, measuring fact recall at every evaluation."""
+    z, world = run.sizes, run.state["world"]
+    config = TrainConfig(
+        data=str(run.state["world_path"]), tokenizer="bpe", vocab_size=z["vocab_size"], n_layers=z["n_layers"],
+        n_heads=z["n_heads"], dim=z["dim"], hidden_dim=z["hidden_dim"], seq_len=z["seq_len"],
+        batch_size=z["batch_size"], max_iters=z["max_iters"], lr=2e-3, min_lr=2e-4, warmup_iters=z["max_iters"] // 20,
+        eval_interval=z["eval_interval"], eval_iters=10, seed=run.seed, out=str(run.out_dir / "model"),
+    )
+    people = world.people[: z["recall_people"]]
+
+    def recall(step, params, model_config, tokenizer) -> dict:
+        return {"fact_recall": fact_recall(params, model_config, tokenizer, people)[0]}
+
+    result = train(config, on_eval=recall)
+    run.state.update(params=result.params, config=result.model_config, tokenizer=result.tokenizer)
+    run.state["recall_curve"] = [(e["step"], e["fact_recall"]) for e in result.evals]
+    n_tokens = config.tokens_per_step * result.step
+    return {"n_params": count_params(result.params), "val_loss": round(result.evals[-1]["val_loss"], 4),
+            "train_tokens_per_s": round(n_tokens / result.elapsed_s), "train_steps": result.step,
+            "params_file_bytes": (run.out_dir / "model" / "model.safetensors").stat().st_size}
+
+
+def evaluate_stage(run: Run) -> dict:
+    """Compression next to gzip/bz2/lzma, fact recall, hallucination, and a few samples."""
+    params, config, tokenizer, world = (run.state[k] for k in ("params", "config", "tokenizer", "world"))
+    held_out = run.state["held_out"]
+    bpb = bits_per_byte(params, config, tokenizer, held_out)
+    compressors = compressor_bits_per_byte(held_out)
+    recall, recall_examples = fact_recall(params, config, tokenizer, world.people)
+    hallucination, invented = hallucination_rate(params, config, tokenizer, world.unseen_names)
+    samples = [complete(params, config, tokenizer, prompt, max_new_tokens=40)
+               for prompt in (world.people[0].name, "Once upon a time", "12 + 7 =")]
+    plot_path = _plot_recall(run.out_dir, run.state["recall_curve"])
+    run.notes.append(_evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, invented, samples,
+                                       plot_path, run.state["recall_curve"]))
+    return {"bits_per_byte": round(bpb, 4), **{f"{k}_bits_per_byte": round(v, 4) for k, v in compressors.items()},
+            "fact_recall": round(recall, 4), "hallucination_rate": round(hallucination, 4)}
+
+
+def _plot_recall(out_dir: Path, curve: list) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no window, no notebook
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([s for s, _ in curve], [100 * r for _, r in curve], "o-")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("birth years recalled (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "fact_recall.png", dpi=100)
+    plt.close(fig)
+    return "fact_recall.png"
+
+
+def _evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, invented, samples, plot, curve) -> str:
+    lines = ["## Evaluation on held-out world text\n",
+             "| compressor | bits per byte |", "|---|---|", f"| this model | {bpb:.3f} |"]
+    lines += [f"| {name} | {value:.3f} |" for name, value in compressors.items()]
+    lines += ["", f"Fact recall (birth years, greedy): **{100 * recall:.1f}%**. ![fact recall over training]({plot})", "",
+              "Recall during training (people checked at each evaluation): "
+              + ", ".join(f"step {step}: {100 * share:.0f}%" for step, share in curve), ""]
+    lines += [f"- `{p}` -> `{a.strip()}` (true: {e})" for p, e, a in recall_examples[:5]]
+    lines += ["", f"Hallucination on {len(invented)} never-seen names: **{100 * hallucination:.1f}%** answered "
+              "with a confident, well-formed (and necessarily invented) year.", ""]
+    lines += [f"- `{p}` -> `{a.strip()}`" for p, a in invented[:5]]
+    lines += ["", "### Samples (greedy)", ""] + [f"```\n{s}\n```" for s in samples]
+    return "\n".join(lines) + "\n"
+
+
+STAGES = [("world", world_stage), ("tokenizer", tokenizer_stage), ("pretrain", pretrain_stage),
+          ("evaluate", evaluate_stage)]
 
 
 def write_report(run: Run) -> None:
@@ -80,7 +180,7 @@ def write_report(run: Run) -> None:
 def speedrun(out_root: Path = Path("runs"), name: str | None = None, quick: bool = False, seed: int = 1337) -> Path:
     """Run every stage and write ``out_root/<name>/report.{md,json}``; returns that folder."""
     name = name or ("quick" if quick else "speedrun")
-    run = Run(out_dir=Path(out_root) / name, quick=quick, seed=seed)
+    run = Run(out_dir=Path(out_root) / name, quick=quick, seed=seed, sizes=SIZES[quick])
     run.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for stage_name, stage in tqdm(STAGES, desc="speedrun", unit="stage"):

@@ -1,21 +1,46 @@
-"""`llmedu speedrun --quick` writes a report holding every figure of every stage."""
+"""`llmedu speedrun --quick` runs every stage and writes a report holding every figure."""
 
 import json
 import subprocess
 import sys
 
+import pytest
 
-def test_quick_speedrun_writes_report_with_tokenizer_figures(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "llmedu.cli", "speedrun", "--quick", "--out", str(tmp_path), "--name", "t"],
-        capture_output=True, text=True,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "t" / "report.json").read_text())
-    assert report["tokenizer_vocab_size"] == 512
-    assert 1.0 < report["tokenizer_bytes_per_token"] < 8.0
-    for key in ("tokenizer_train_s", "tokenizer_encode_mb_per_s", "wall_s", "seed"):
-        assert key in report
-    markdown = (tmp_path / "t" / "report.md").read_text()
-    assert "bytes per token" in markdown
-    assert (tmp_path / "t" / "tokenizer.bpe").is_file()
+REPORT_KEYS = ["val_loss", "bits_per_byte", "gzip_bits_per_byte", "bz2_bits_per_byte", "lzma_bits_per_byte",
+               "fact_recall", "hallucination_rate", "n_params", "wall_s", "tokenizer_vocab_size",
+               "tokenizer_bytes_per_token", "train_tokens_per_s", "params_file_bytes"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    done = subprocess.run([sys.executable, "-m", "llmedu.cli", "speedrun", "--quick", "--out", str(out), "--name", "t"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / "t"
+
+
+def test_report_json_holds_every_figure(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    missing = [key for key in REPORT_KEYS if key not in report]
+    assert not missing
+
+
+def test_figures_are_in_their_ranges(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    assert 0 <= report["fact_recall"] <= 1 and 0 <= report["hallucination_rate"] <= 1
+    assert 0 < report["bits_per_byte"] < 16 and 0 < report["gzip_bits_per_byte"] < 8
+    assert report["tokenizer_vocab_size"] == 320
+    assert report["n_params"] > 0 and report["params_file_bytes"] > 4 * report["n_params"]
+
+
+def test_report_markdown_has_every_section_and_the_plot(run_dir):
+    markdown = (run_dir / "report.md").read_text()
+    for heading in ("## World", "## Tokenizer", "## Evaluation", "### Samples"):
+        assert heading in markdown
+    assert (run_dir / "fact_recall.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_leaves_world_tokenizer_and_parameters_file(run_dir):
+    for name in ("world.txt", "tokenizer.bpe", "model/model.safetensors", "model/log.jsonl"):
+        assert (run_dir / name).is_file(), name
