@@ -10,6 +10,13 @@ Each module holds one idea and names the lesson that introduces it:
 - ``kernels``      the same forward pass compiled with Numba, and one decoding step (lesson 02)
 - ``generate``     the KV cache, sampling, and the streaming ``generate`` loop (lesson 02)
 - ``checkpoint``   the parameters file (safetensors) and llama2.c export (lessons 00, 02)
+- ``backward``     the backward pass, op by op, written by hand (lesson 03)
+- ``optim``        AdamW, the cosine schedule, gradient clipping (lesson 03)
+- ``data``, ``char_tokenizer``  text files, splits, batches; a character-level tokenizer
+- ``train``        the training loop with checkpoints and resume (``llmedu pretrain``); ``train_state`` its files
+- ``sample``       generate text from a trained run (``llmedu sample``)
+- ``world``        the synthetic world the speedrun pretrains on, with its fact table (lesson 03)
+- ``evaluate``     bits per byte vs gzip/bz2/lzma, fact recall, hallucination (lesson 03)
 - ``display``      notebook views: tokens, the tokenizer playground, the sampling explorer
 - ``check``        the exercise checks called from the notebooks (``checks/``, one module per lesson)
 - ``course``       lesson generation from ``solutions/``; ``grade`` grades submissions

@@ -181,12 +181,11 @@ def sample_next(logits: np.ndarray, *, temperature: float = 1.0, top_k: int | No
     if top_p is not None:
         probs = top_p_filter(probs, top_p)
     cumulative = np.cumsum(probs)
-    # Inverse CDF. side="right" finds the first total that exceeds the draw,
-    # and a token of probability 0 never holds that first place.
-    index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-    if index == len(probs):  # the draw rounded up to the total: take the last possible token
-        index = int(np.flatnonzero(probs)[-1])
-    return index
+    # Inverse CDF: the first running total that exceeds a uniform draw in
+    # [0, total). side="right" skips tokens of probability 0 (their total
+    # equals the one before), and as rng.random() < 1 and the total is close
+    # to 1, the draw stays below the last total: the index is a valid token.
+    return int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
 
 
 # ----------------------------------------------------------- generation --
@@ -198,8 +197,9 @@ def generate(params: dict, config: model.ModelConfig, prompt_ids, *, max_new_tok
 
     Yields one int at a time (never the prompt) and stops after
     ``max_new_tokens``, when the sequence (prompt + new tokens) reaches
-    ``config.max_seq_len``, or when it draws a token of ``stop_ids``: that
-    stop token is *not* yielded, so the caller gets only content.
+    ``config.max_seq_len``, or when it draws a token of ``stop_ids`` (one id
+    or several): that stop token is *not* yielded, so the caller gets only
+    content.
 
     - temperature, top_k, top_p: as in ``sample_next`` (temperature 0 = greedy).
     - seed: seeds the sampler, so the same seed gives the same tokens.
@@ -218,6 +218,7 @@ def generate(params: dict, config: model.ModelConfig, prompt_ids, *, max_new_tok
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}.")
     check_sampling(temperature, top_k, top_p)
+    stop_ids = [stop_ids] if isinstance(stop_ids, (int, np.integer)) else stop_ids  # one id is fine too
     stops = {_check_token(config, t) for t in stop_ids}
     sample = dict(temperature=temperature, top_k=top_k, top_p=top_p, rng=np.random.default_rng(seed))
     return _decode(params, config, prompt, max_new_tokens, sample, stops, use_cache, fast)

@@ -116,6 +116,23 @@ def test_top_p_never_emits_a_token_outside_the_nucleus():
     assert set(np.flatnonzero(counts)) == {3}
 
 
+class FixedDraw:
+    """Stands in for a numpy Generator whose next uniform draw is known."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def random(self):
+        return self.value
+
+
+@pytest.mark.parametrize("u", [0.0, 0.5, np.nextafter(1.0, 0.0)])
+def test_the_extreme_draws_still_pick_a_kept_token(u):
+    # Token 0 is filtered out by top_k, yet it comes first in the cumulative sum.
+    token = sample_next(PEAKED[::-1], temperature=1.0, top_k=3, rng=FixedDraw(u))
+    assert token in {7 - 3, 7 - 0, 7 - 5}
+
+
 def test_sampling_at_temperature_one_follows_the_probabilities():
     counts = draw(4000, temperature=1.0)
     assert np.all(np.abs(counts / 4000 - np.exp(PEAKED)) < 0.04)
@@ -142,8 +159,17 @@ def test_top_k_filter_keeps_k_tokens_and_sums_to_one(k):
     assert list(kept) == sorted([3, 0, 5, 7, 6, 4, 1, 2][:k])
 
 
+# 100 tokens, the even ids twice as likely as the odd ones: 50 tied at the top.
+TIED = np.tile([2.0, 1.0], 50) / 150
+
+
 def test_top_k_filter_breaks_ties_by_lower_id():
-    assert list(top_k_filter(np.array([0.25, 0.25, 0.25, 0.25]), 2)) == [0.5, 0.5, 0, 0]
+    assert list(np.flatnonzero(top_k_filter(TIED, 5))) == [0, 2, 4, 6, 8]
+
+
+def test_top_p_filter_breaks_ties_by_lower_id():
+    # Each even id holds 1/75; four reach 0.053, five 0.067 >= 0.06.
+    assert list(np.flatnonzero(top_p_filter(TIED, 0.06))) == [0, 2, 4, 6, 8]
 
 
 # Thresholds kept away from the running totals 0.5, 0.7, 0.85 ..., which exp(log(p)) only approximates.

@@ -20,6 +20,9 @@ CONFIGS = {
     "mqa": model.ModelConfig(vocab_size=33, dim=32, n_layers=1, n_heads=4, n_kv_heads=1, hidden_dim=20, max_seq_len=20,
                              norm_eps=1e-6, rope_theta=500.0),
     "tiny": model.PRESETS["tiny"],
+    # Row counts that are not multiples of 4 (q, k, v: 14; wo, w2: 10; vocab 37) nor
+    # of 2 (hidden 27): the kernels that read rows four at a time must handle the rest.
+    "odd": model.ModelConfig(vocab_size=37, dim=10, n_layers=2, n_heads=5, n_kv_heads=1, hidden_dim=27, max_seq_len=12),
 }
 
 
@@ -61,7 +64,7 @@ def test_forward_accepts_float64_params_and_python_lists():
     assert rel_err(kernels.forward(params, config, tokens), model.forward(params, config, tokens)) <= 1e-4
 
 
-@pytest.mark.parametrize("name", ["gqa", "mha", "mqa"])
+@pytest.mark.parametrize("name", ["gqa", "mha", "mqa", "odd"])
 def test_step_equals_step_reference_and_last_row_of_forward_at_every_position(name):
     config = CONFIGS[name]
     params = params_for(config, seed=4)
