@@ -85,7 +85,7 @@ def _dot4(x, a, b, c, d):
 
 # Decoding is limited by how fast the weights arrive from memory. A core that
 # reads one row after another keeps too few requests in flight; reading rows
-# that lie far apart in the same loop measured 20-30% faster on the benchmark
+# that lie far apart in the same loop measured 15-30% faster on the benchmark
 # machine (benchmarks/README.md). So the matrix kernels below compute four
 # rows at a time, taken from the four quarters of their matrix.
 
@@ -157,6 +157,7 @@ def _qkv(h, wq, wk, wv, q, k, v):
 
 @njit(cache=True, fastmath=True)
 def _silu_times(gate, up):
+    """SwiGLU for one hidden unit: silu(gate) * up."""
     return gate / (np.float32(1.0) + np.exp(-gate)) * up
 
 

@@ -23,7 +23,7 @@ from llmedu.checkpoint import load_params, read_safetensors
 from llmedu.cli import PRETRAIN_FLAGS
 from llmedu.train import NonFiniteLoss, TrainConfig, train
 
-STEPS = 150
+STEPS = 200  # long enough that the stopped runs are stopped mid-way, even on a fast machine
 SMALL = ["--n-layers", "1", "--n-heads", "2", "--dim", "16", "--seq-len", "16", "--batch-size", "4",
          "--max-iters", str(STEPS), "--eval-interval", "10", "--eval-iters", "2", "--warmup-iters", "10",
          "--lr", "0.01", "--min-lr", "0.001", "--no-progress"]
@@ -224,6 +224,18 @@ def test_sample_prints_the_prompt_and_its_continuation_beyond_the_context_window
     again = subprocess.run(cli("sample", "--ckpt", reference_run, "--prompt", "the cat", "--max-new-tokens", 40,
                                "--seed", 3), capture_output=True, text=True)
     assert again.stdout == done.stdout
+
+
+def test_a_bpe_run_embeds_its_tokenizer_in_the_parameters_file(text_file, tmp_path):
+    from llmedu.sample import load_run, sample_text
+    from llmedu.tokenizer import BPETokenizer
+
+    result = train(small_config(text_file, tmp_path, tokenizer="bpe", vocab_size=270, max_iters=2, warmup_iters=0),
+                   progress=False)
+    params, config, tokenizer, _ = load_run(tmp_path)
+    assert isinstance(tokenizer, BPETokenizer) and len(tokenizer) == config.vocab_size == 270
+    assert tokenizer.encode("the cat sat") == result.tokenizer.encode("the cat sat")
+    assert isinstance(sample_text(tmp_path, "the cat", max_new_tokens=5), str)
 
 
 def test_pretrain_reports_a_data_error_without_a_traceback(tmp_path):
