@@ -34,7 +34,8 @@ def load_run(path) -> tuple[dict, ModelConfig, object, dict]:
     """
     file = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(file):
-        raise ValueError(f"{path}: no parameters file here (expected {file}); train a model first with llmedu pretrain.")
+        where = f"no {MODEL_FILE} in this folder" if os.path.isdir(path) else "no such file or folder"
+        raise ValueError(f"{path}: {where}; point at a run folder of llmedu pretrain or at its {MODEL_FILE}.")
     params, config, metadata = load_params(file)
     if "tokenizer" not in metadata:
         raise ValueError(f"{file} holds no tokenizer, so its ids cannot be turned into text.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import platform
 import time
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ def pretrain_stage(run: Run) -> dict:
         eval_interval=z["eval_interval"], eval_iters=10, seed=run.seed, out=str(run.out_dir / "model"),
     )
     people = world.people[: z["recall_people"]]
+    shutil.rmtree(config.out, ignore_errors=True)  # a speedrun starts from nothing, also when run again
 
     def recall(step, params, model_config, tokenizer) -> dict:
         return {"fact_recall": fact_recall(params, model_config, tokenizer, people)[0]}

@@ -315,9 +315,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     ``result.evals`` (the speedrun measures fact recall this way).
     """
     start = time.perf_counter() if start_time is None else start_time
+    run = _start(config, resume)  # first: a run that cannot start leaves no folder behind
     os.makedirs(config.out, exist_ok=True)
     files.remove_stale_temporaries(config.out)
-    run = _start(config, resume)
     say = tqdm.write if progress else print
     if run.step >= config.max_iters:
         say(f"{config.out} already finished its {config.max_iters} steps: nothing to do.")

@@ -51,7 +51,8 @@ class TrainState:
 
 
 def has_checkpoint(out_dir) -> bool:
-    return os.path.isfile(os.path.join(out_dir, STATE_FILE))
+    """Whether ``out_dir`` holds either checkpoint file (a fresh run must not overwrite them)."""
+    return any(os.path.isfile(os.path.join(out_dir, name)) for name in (STATE_FILE, MODEL_FILE))
 
 
 def save_state(out_dir, state: TrainState) -> None:
