@@ -44,3 +44,13 @@ def test_report_markdown_has_every_section_and_the_plot(run_dir):
 def test_run_leaves_world_tokenizer_and_parameters_file(run_dir):
     for name in ("world.txt", "tokenizer.bpe", "model/model.safetensors", "model/log.jsonl"):
         assert (run_dir / name).is_file(), name
+
+
+def test_a_run_ships_as_a_base_model_that_loads_and_matches_its_card(run_dir, tmp_path):
+    from llmedu.base_model import load_base_model, ship
+
+    card = ship(run_dir, tmp_path)
+    params, config, tokenizer, loaded_card = load_base_model(tmp_path)
+    assert loaded_card == card and card["command"] == "llmedu speedrun --quick"
+    assert config.to_dict() == card["config"] and card["world"]["n_people"] == card["speedrun_report"]["world_people"]
+    assert 0 <= card["measured"]["fact_recall"] <= 1 and card["measured"]["held_out_nll"] > 0

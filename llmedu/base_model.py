@@ -1,0 +1,117 @@
+"""The shipped base model: the default speedrun's result, committed under ``assets/`` (lessons 00 and 03).
+
+Two files sit side by side:
+
+- ``assets/base_model.safetensors``: the parameters file written by
+  ``llmedu speedrun`` (float32, tokenizer text in its metadata);
+- ``assets/base_model.json``: its card — the command and seed that made it,
+  its config, the world it read, and figures measured on the file itself
+  (loss and bits per byte on the held-out 10% of that world, fact recall,
+  hallucination) next to the speedrun's own report.
+
+Lessons load the model with ``load_base_model()`` instead of training it
+again. The held-out text is not stored: ``held_out_text(card)`` regenerates
+the world from its seed, and the card's SHA-256 proves it is the same text.
+To ship a new model: ``python -m llmedu.base_model runs/speedrun``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from llmedu.data import split_text
+from llmedu.evaluate import bits_per_byte, fact_recall, hallucination_rate, mean_nll
+from llmedu.model import ModelConfig
+from llmedu.sample import load_run
+from llmedu.world import make_world
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+MODEL_NAME, CARD_NAME = "base_model.safetensors", "base_model.json"
+
+__all__ = ["ASSETS", "load_base_model", "load_card", "held_out_text", "measure", "ship"]
+
+
+def _asset(name: str, assets: Path) -> Path:
+    path = Path(assets) / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing. The shipped model lives in the repository's assets/ folder: clone the repository "
+            "and install it with `pip install -e .`, or make one with `llmedu speedrun` and "
+            "`python -m llmedu.base_model runs/speedrun`.")
+    return path
+
+
+def load_base_model(assets: Path = ASSETS) -> tuple[dict, ModelConfig, object, dict]:
+    """(params, config, tokenizer, card) of the shipped model; ``card`` is ``base_model.json`` as a dict."""
+    params, config, tokenizer, _ = load_run(str(_asset(MODEL_NAME, assets)))
+    return params, config, tokenizer, load_card(assets)
+
+
+def load_card(assets: Path = ASSETS) -> dict:
+    """``base_model.json``: how the shipped model was made and what it measures."""
+    return json.loads(_asset(CARD_NAME, assets).read_text(encoding="utf-8"))
+
+
+def held_out_text(card: dict) -> str:
+    """The held-out text the card's figures were measured on, regenerated from the world's seed."""
+    world = make_world(card["world"]["seed"], n_people=card["world"]["n_people"])
+    text = split_text(world.text)[1]
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if digest != card["held_out"]["sha256"]:
+        raise ValueError("the regenerated held-out text differs from the recorded one (SHA-256 mismatch): "
+                         "make_world or split_text changed since the model was shipped; ship it again.")
+    return text
+
+
+def measure(params: dict, config: ModelConfig, tokenizer, world_seed: int, n_people: int) -> dict:
+    """Figures of a model on its world: held-out loss and bits per byte, fact recall, hallucination."""
+    world = make_world(world_seed, n_people=n_people)
+    held_out = split_text(world.text)[1]
+    nll, n_tokens = mean_nll(params, config, np.array(tokenizer.encode(held_out), dtype=np.int64))
+    return {
+        "held_out_nll": round(nll, 6),  # nats per token
+        "held_out_tokens": n_tokens,
+        "bits_per_byte": round(bits_per_byte(params, config, tokenizer, held_out), 6),
+        "fact_recall": fact_recall(params, config, tokenizer, world.people)[0],
+        "hallucination_rate": hallucination_rate(params, config, tokenizer, world.unseen_names)[0],
+    }
+
+
+def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
+    """Copy a speedrun's parameters file to ``assets`` and write its card; returns the card."""
+    run_dir = Path(run_dir)
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    source = run_dir / "model" / "model.safetensors"
+    params, config, tokenizer, _ = load_run(str(source))
+    n_people = report["world_people"]
+    held_out = split_text(make_world(report["seed"], n_people=n_people).text)[1]
+    card = {
+        "command": report["command"],
+        "seed": report["seed"],
+        "world": {"seed": report["seed"], "n_people": n_people},
+        "held_out": {"sha256": hashlib.sha256(held_out.encode("utf-8")).hexdigest(),
+                     "bytes": len(held_out.encode("utf-8"))},
+        "config": config.to_dict(),
+        "file_bytes": source.stat().st_size,
+        "measured": measure(params, config, tokenizer, report["seed"], n_people),
+        "speedrun_report": report,
+    }
+    Path(assets).mkdir(parents=True, exist_ok=True)
+    temporary = Path(assets) / f".{MODEL_NAME}.tmp"
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, Path(assets) / MODEL_NAME)
+    (Path(assets) / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m llmedu.base_model RUN_DIR   (a folder written by llmedu speedrun)")
+    print(json.dumps(ship(Path(sys.argv[1]))["measured"], indent=2))
