@@ -21,6 +21,7 @@ Each module holds one idea and names the lesson that introduces it:
 - ``check``        the exercise checks called from the notebooks (``checks/``, one module per lesson)
 - ``course``       lesson generation from ``solutions/``; ``grade`` grades submissions
 - ``speedrun``     the course pipeline end to end (``llmedu speedrun``)
+- ``base_model``   the shipped base model in ``assets/``: load it, its card (lessons 00, 03)
 """
 
 __version__ = "0.1.0"

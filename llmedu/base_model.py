@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from llmedu.checkpoint import read_safetensors, write_safetensors
 from llmedu.data import split_text
 from llmedu.evaluate import bits_per_byte, fact_recall, hallucination_rate, mean_nll
 from llmedu.model import ModelConfig
@@ -85,11 +85,24 @@ def measure(params: dict, config: ModelConfig, tokenizer, world_seed: int, n_peo
 
 
 def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
-    """Copy a speedrun's parameters file to ``assets`` and write its card; returns the card."""
-    run_dir = Path(run_dir)
+    """Copy a speedrun's parameters file to ``assets``, measure the copy and write its card; returns the card.
+
+    The tensors are copied unchanged. The training config in the metadata
+    keeps only the data file's name: the absolute path a run records (so that
+    it can resume from any folder) means nothing on another machine.
+    """
+    run_dir, assets = Path(run_dir), Path(assets)
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    source = run_dir / "model" / "model.safetensors"
-    params, config, tokenizer, _ = load_run(str(source))
+    missing = [key for key in ("command", "seed", "world_people") if key not in report]
+    if missing:
+        raise ValueError(f"{run_dir}/report.json lacks {missing}: it is not a finished run of this version of "
+                         "llmedu speedrun; run `llmedu speedrun` again first.")
+    tensors, metadata = read_safetensors(run_dir / "model" / "model.safetensors")
+    train_config = json.loads(metadata["train_config"])
+    train_config["data"] = os.path.basename(train_config["data"])
+    assets.mkdir(parents=True, exist_ok=True)
+    write_safetensors(assets / MODEL_NAME, tensors, {**metadata, "train_config": json.dumps(train_config)})
+    params, config, tokenizer, _ = load_run(str(assets / MODEL_NAME))
     n_people = report["world_people"]
     held_out = split_text(make_world(report["seed"], n_people=n_people).text)[1]
     card = {
@@ -99,15 +112,13 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
         "held_out": {"sha256": hashlib.sha256(held_out.encode("utf-8")).hexdigest(),
                      "bytes": len(held_out.encode("utf-8"))},
         "config": config.to_dict(),
-        "file_bytes": source.stat().st_size,
+        "file_bytes": (assets / MODEL_NAME).stat().st_size,
         "measured": measure(params, config, tokenizer, report["seed"], n_people),
         "speedrun_report": report,
     }
-    Path(assets).mkdir(parents=True, exist_ok=True)
-    temporary = Path(assets) / f".{MODEL_NAME}.tmp"
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, Path(assets) / MODEL_NAME)
-    (Path(assets) / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    temporary = assets / f".{CARD_NAME}.tmp"
+    temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, assets / CARD_NAME)
     return card
 
 

@@ -11,17 +11,26 @@ this module gathers them under one name.
 """
 
 from llmedu.checks.framework import EXERCISES, Exercise
+from llmedu.checks.pretraining import (
+    adamw_update, cross_entropy, cross_entropy_backward, finite_difference, linear_backward, rmsnorm_backward,
+)
 from llmedu.checks.tokenizer import decode, encode, get_stats, merge, train
 from llmedu.checks.transformer import (
     apply_rope, attend_cached, block, causal_attention, forward, grouped_query_attention, matvec, rmsnorm, swiglu,
     top_p_filter,
 )
+from llmedu.checks.two_files import count_parameters, generate, sample_token  # lesson 00
 
 __all__ = [
     "EXERCISES", "Exercise",
+    # lesson 00
+    "count_parameters", "sample_token", "generate",
     # lesson 01
     "get_stats", "merge", "train", "encode", "decode",
     # lesson 02
     "rmsnorm", "apply_rope", "causal_attention", "grouped_query_attention", "swiglu", "block", "forward", "matvec",
     "attend_cached", "top_p_filter",
+    # lesson 03
+    "cross_entropy", "finite_difference", "cross_entropy_backward", "linear_backward", "rmsnorm_backward",
+    "adamw_update",
 ]

@@ -1,0 +1,56 @@
+"""Lesson 03's checks catch the mistakes learners really make, not only the blank stub."""
+
+import numpy as np
+import pytest
+
+from llmedu import check
+
+
+def naive_cross_entropy(logits, targets):  # no max subtraction: overflows on large logits
+    probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    return float(-np.log(probs[np.arange(len(targets)), targets]).mean())
+
+
+def forward_difference(f, x, eps=1e-6):  # one-sided, and forgets to restore x
+    gradient = np.zeros_like(x)
+    base = f(x)
+    for i in np.ndindex(x.shape):
+        x[i] += eps
+        gradient[i] = (f(x) - base) / eps
+    return gradient
+
+
+def summed_cross_entropy_backward(logits, targets):  # gradient of the sum, not the mean
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    probs[np.arange(len(targets)), targets] -= 1
+    return probs
+
+
+def linear_backward_last_position_only(dout, x, w):  # dw from one position instead of the sum over all
+    return dout @ w, np.outer(dout.reshape(-1, dout.shape[-1])[-1], x.reshape(-1, x.shape[-1])[-1])
+
+
+def rmsnorm_backward_ignoring_r(dout, x, weight, eps):  # treats 1/rms as a constant
+    r = 1 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    return dout * weight * r, (dout * x * r).reshape(-1, x.shape[-1]).sum(axis=0)
+
+
+def adam_without_bias_correction(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay):
+    p = p * (1 - lr * weight_decay)
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    return p - lr * m / (np.sqrt(v) + eps), m, v
+
+
+@pytest.mark.parametrize(("run_check", "mistake"), [
+    (check.cross_entropy, naive_cross_entropy),
+    (check.finite_difference, forward_difference),
+    (check.cross_entropy_backward, summed_cross_entropy_backward),
+    (check.linear_backward, linear_backward_last_position_only),
+    (check.rmsnorm_backward, rmsnorm_backward_ignoring_r),
+    (check.adamw_update, adam_without_bias_correction),
+], ids=lambda value: getattr(value, "__name__", ""))
+def test_the_check_rejects_a_typical_mistake(run_check, mistake):
+    with np.errstate(all="ignore"), pytest.raises(AssertionError, match="Exercise 3"):
+        run_check(mistake)
