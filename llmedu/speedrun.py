@@ -75,6 +75,7 @@ def tokenizer_stage(run: Run) -> dict:
     encode_s = time.perf_counter() - start
     n_bytes = len(text.encode("utf-8"))
     tokenizer.save(run.out_dir / "tokenizer.bpe")
+    run.state["tokenizer"] = tokenizer
     figures = {
         "tokenizer_vocab_size": len(tokenizer),
         "tokenizer_bytes_per_token": round(n_bytes / len(ids), 4),
@@ -106,7 +107,7 @@ def pretrain_stage(run: Run) -> dict:
     def recall(step, params, model_config, tokenizer) -> dict:
         return {"fact_recall": fact_recall(params, model_config, tokenizer, people)[0]}
 
-    result = train(config, on_eval=recall)
+    result = train(config, on_eval=recall, tokenizer=run.state["tokenizer"])
     run.state.update(params=result.params, config=result.model_config, tokenizer=result.tokenizer)
     run.state["recall_curve"] = [(e["step"], e["fact_recall"]) for e in result.evals]
     n_tokens = config.tokens_per_step * result.step

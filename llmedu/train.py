@@ -185,14 +185,28 @@ def estimate_loss(params: dict, model_config: ModelConfig, corpus: Corpus, *, ba
     return losses
 
 
-def _start(config: TrainConfig, resume: bool) -> _Run:
-    """A fresh run, or the one saved in ``config.out`` when ``resume``."""
+def _given_tokenizer_problem(config: TrainConfig, resume: bool, tokenizer) -> str | None:
+    """Why ``tokenizer`` cannot stand in for the one ``config`` would build (None if it can)."""
+    if resume:
+        return "resume=True continues with the tokenizer stored in the run; pass tokenizer=None."
+    kind = type(tokenizer).__name__
+    if (config.tokenizer == "bpe") != (kind == "BPETokenizer"):
+        return f"config.tokenizer is {config.tokenizer!r} but the tokenizer given is a {kind}."
+    if config.tokenizer == "bpe" and config.vocab_size is not None and len(tokenizer) != config.vocab_size:
+        return f"config.vocab_size is {config.vocab_size} but the tokenizer given has {len(tokenizer)} ids."
+    return None
+
+
+def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
+    """A fresh run (with ``tokenizer`` if given), or the one saved in ``config.out`` when ``resume``."""
+    if tokenizer is not None and (problem := _given_tokenizer_problem(config, resume, tokenizer)):
+        raise ValueError(problem)
     if not resume:
         if files.has_checkpoint(config.out):
             raise FileExistsError(f"{config.out} already holds a checkpoint: pass resume=True (--resume) to continue "
                                   "it, or choose another output folder.")
         corpus = load_corpus(config.data, seq_len=config.seq_len, tokenizer=config.tokenizer,
-                             vocab_size=config.vocab_size)
+                             vocab_size=config.vocab_size, existing=tokenizer)
         model_config = config.model_config(len(corpus.tokenizer))
         params = init_params(model_config, seed=config.seed)
         optimizer = AdamW(params, config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
@@ -301,7 +315,7 @@ class _SigintStop:
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
-          start_time: float | None = None, on_eval=None) -> TrainResult:
+          start_time: float | None = None, on_eval=None, tokenizer=None) -> TrainResult:
     """Train (or, with ``resume``, continue) the run described by ``config``; see the module docstring.
 
     Writes ``config.out``/{model.safetensors, train_state.safetensors,
@@ -313,9 +327,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     ``on_eval(step, params, model_config, tokenizer) -> dict``, if given, runs
     at every evaluation and its figures join that evaluation's entry in
     ``result.evals`` (the speedrun measures fact recall this way).
+    ``tokenizer``: a ready tokenizer of the kind ``config.tokenizer`` names
+    (and of ``config.vocab_size`` ids) to use instead of building one from
+    the text; fresh runs only.
     """
     start = time.perf_counter() if start_time is None else start_time
-    run = _start(config, resume)  # first: a run that cannot start leaves no folder behind
+    run = _start(config, resume, tokenizer)  # first: a run that cannot start leaves no folder behind
     os.makedirs(config.out, exist_ok=True)
     files.remove_stale_temporaries(config.out)
     say = tqdm.write if progress else print

@@ -250,3 +250,25 @@ def test_pretrain_help_states_the_train_config_defaults():
     for field in fields(TrainConfig):
         if field.default not in (None, MISSING):
             assert f"(default {field.default})" in PRETRAIN_FLAGS[field.name][1], field.name
+
+
+def test_a_given_tokenizer_is_used_instead_of_building_one(text_file, tmp_path):
+    from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer
+
+    given = BPETokenizer.train("a completely different text " * 50, 262, special_tokens=list(CHAT_SPECIAL_TOKENS))
+    result = train(small_config(text_file, tmp_path, tokenizer="bpe", vocab_size=262, max_iters=2, warmup_iters=0),
+                   progress=False, tokenizer=given)
+    assert result.tokenizer is given and result.model_config.vocab_size == 262
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    (dict(tokenizer="char"), "is a BPETokenizer"),
+    (dict(tokenizer="bpe", vocab_size=300), "has 262 ids"),
+])
+def test_a_given_tokenizer_that_does_not_fit_the_config_is_refused(text_file, tmp_path, changes, message):
+    from llmedu.tokenizer import BPETokenizer
+
+    given = BPETokenizer.train("the cat sat on the mat " * 50, 262)
+    with pytest.raises(ValueError, match=message):
+        train(small_config(text_file, tmp_path, max_iters=2, warmup_iters=0, **changes), progress=False, tokenizer=given)
+    assert not (tmp_path / "model.safetensors").exists()
