@@ -112,7 +112,8 @@ def pretrain_stage(run: Run) -> dict:
     run.state["recall_curve"] = [(e["step"], e["fact_recall"]) for e in result.evals]
     n_tokens = config.tokens_per_step * result.step
     return {"n_params": count_params(result.params), "val_loss": round(result.evals[-1]["val_loss"], 4),
-            "train_tokens_per_s": round(n_tokens / result.elapsed_s), "train_steps": result.step, "train_tokens": n_tokens,
+            "train_tokens_per_s": round(n_tokens / result.elapsed_s), "train_steps": result.step,
+            "train_tokens": n_tokens,
             "params_file_bytes": (run.out_dir / "model" / "model.safetensors").stat().st_size}
 
 
@@ -193,7 +194,8 @@ def speedrun(out_root: Path = Path("runs"), name: str | None = None, quick: bool
         run.figures[f"{stage_name}_wall_s"] = round(time.perf_counter() - stage_start, 3)
     run.figures["wall_s"] = round(time.perf_counter() - start, 3)
     run.figures["seed"] = seed
-    run.figures["command"] = "llmedu speedrun" + (" --quick" if quick else "") + (f" --seed {seed}" if seed != 1337 else "")
+    flags = (" --quick" if quick else "") + (f" --seed {seed}" if seed != 1337 else "")
+    run.figures["command"] = "llmedu speedrun" + flags
     run.figures["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     write_report(run)
     return run.out_dir

@@ -269,6 +269,7 @@ def test_a_given_tokenizer_that_does_not_fit_the_config_is_refused(text_file, tm
     from llmedu.tokenizer import BPETokenizer
 
     given = BPETokenizer.train("the cat sat on the mat " * 50, 262)
+    config = small_config(text_file, tmp_path, max_iters=2, warmup_iters=0, **changes)
     with pytest.raises(ValueError, match=message):
-        train(small_config(text_file, tmp_path, max_iters=2, warmup_iters=0, **changes), progress=False, tokenizer=given)
+        train(config, progress=False, tokenizer=given)
     assert not (tmp_path / "model.safetensors").exists()
