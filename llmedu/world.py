@@ -67,6 +67,11 @@ class World:
         return table
 
 
+def _a(noun: str) -> str:
+    """The noun with its indefinite article: "a painter", "an engineer"."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def _word(rng: np.random.Generator, n_syllables: int) -> str:
     parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(n_syllables)]
     return ("".join(parts) + rng.choice(_CODAS)).capitalize()
@@ -88,16 +93,16 @@ def _person_page(rng, p: Person, first: bool) -> str:
     recall is measured with; the others may word it differently.
     """
     opening = rng.choice([
-        f"{p.name} ({p.birth_year}–{p.death_year}) was a {p.occupation} from {p.city}.",
-        f"{p.name} was a {p.occupation} who lived in {p.city}.",
-        f"{p.name} was born in {p.birth_year} and became a {p.occupation} in {p.city}.",
+        f"{p.name} ({p.birth_year}–{p.death_year}) was {_a(p.occupation)} from {p.city}.",
+        f"{p.name} was {_a(p.occupation)} who lived in {p.city}.",
+        f"{p.name} was born in {p.birth_year} and became {_a(p.occupation)} in {p.city}.",
     ])
     birth = rng.choice([f"{p.name} was born in {p.birth_year}.", f"Born in {p.birth_year}, {p.name} grew up in {p.city}.",
                         f"The year {p.name} was born was {p.birth_year}."])
     if first:
         birth = f"{p.name} was born in {p.birth_year}."
     work = rng.choice([f"{p.name} is best known for the {p.creation}.", f"The {p.creation} was the work of {p.name}.",
-                       f"As a {p.occupation}, {p.name} made the {p.creation}."])
+                       f"As {_a(p.occupation)}, {p.name} made the {p.creation}."])
     death = rng.choice([f"{p.name} died in {p.death_year}.", f"{p.name} died in {p.city} in {p.death_year}."])
     return f"{p.name}\n\n{opening} {birth} {work} {death}"
 
@@ -107,7 +112,7 @@ def _city_page(rng, city: City, residents: list[Person]) -> str:
     for p in residents:
         lines.append(rng.choice([
             f"The {p.occupation} {p.name} was born in {p.birth_year} and lived here.",
-            f"{p.name}, who was born in {p.birth_year}, worked in {city.name} as a {p.occupation}.",
+            f"{p.name}, who was born in {p.birth_year}, worked in {city.name} as {_a(p.occupation)}.",
         ]))
     return " ".join(lines)
 

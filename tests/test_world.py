@@ -1,5 +1,7 @@
 """The synthetic world: deterministic, and every fact in its table is stated in its text."""
 
+import re
+
 import pytest
 
 from llmedu.world import make_world
@@ -42,3 +44,8 @@ def test_sizes_are_parameters():
 def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="n_people"):
         make_world(0, n_people=0)
+
+
+def test_the_text_uses_an_before_vowels():
+    text = make_world(seed=0, n_people=60).text
+    assert not re.findall(r"\b[Aa] [aeiou]", text)
