@@ -88,24 +88,27 @@ class _Reporter:
         if actual != expected:
             self.fail(args, expected, actual)
 
-    def expect_close(self, args: tuple, expected: np.ndarray, actual=_COMPUTE, rtol=1e-5, atol=1e-6) -> None:
-        """Compare arrays: same shape, and equal within ``rtol``/``atol``."""
+    def expect_close(self, args: tuple, expected: np.ndarray, actual=_COMPUTE, rtol=1e-5, atol=1e-6,
+                     what: str = "the result") -> None:
+        """Compare arrays: same shape, and equal within ``rtol``/``atol``; ``what`` names the array in messages."""
         actual = self.call(*args) if actual is _COMPUTE else actual
         actual_array = np.asarray(actual) if actual is not None else None
         if actual_array is None or actual_array.shape != expected.shape:
             shape = None if actual_array is None else actual_array.shape
-            self.fail(args, expected, actual, f": expected shape {expected.shape}, got {shape}")
+            self.fail(args, expected, actual, f": {what} should have shape {expected.shape}, got {shape}")
         if not np.allclose(actual_array, expected, rtol=rtol, atol=atol):
-            worst = np.unravel_index(np.argmax(np.abs(actual_array - expected)), expected.shape)
-            self.fail(args, expected, actual, f": largest difference at index {tuple(int(i) for i in worst)}")
+            difference = np.abs(actual_array.astype(np.float64) - expected)
+            worst = np.unravel_index(np.argmax(difference), expected.shape)
+            self.fail(args, expected, actual, f": {what} is off by up to {difference[worst]:.3g}, "
+                                              f"at index {tuple(int(i) for i in worst)}")
 
 
 def _show(value, limit: int = 300) -> str:
     """repr, shortened so a failure message stays readable; arrays as shape, dtype and first values."""
     if isinstance(value, tuple) and len(value) == 1:
         value = value[0]
-    if isinstance(value, tuple):
-        text = ", ".join(_show(v, limit) for v in value)
+    if isinstance(value, tuple):  # each argument shortened on its own, so short ones always show
+        return ", ".join(_show(v, limit) for v in value)
     elif isinstance(value, np.ndarray) and value.size > 8:
         text = f"array(shape={value.shape}, dtype={value.dtype}, first values {np.array2string(value.ravel()[:4], precision=4)})"
     else:

@@ -123,6 +123,13 @@ def _as_ints(values):
         return values
 
 
+def _contexts(prompt: list, new_tokens, context_len: int) -> list:
+    """What a correct loop passes to next_logits on its way to producing ``new_tokens``."""
+    if not isinstance(new_tokens, list):
+        return None
+    return [(list(prompt) + new_tokens[:i])[-context_len:] for i in range(len(new_tokens))]
+
+
 @exercise("0.3", "the generation loop")
 def generate(learner) -> int:
     for prompt, n_new, temperature, seed, context_len in _GENERATE_CASES:
@@ -146,9 +153,13 @@ def generate(learner) -> int:
         if too_long:
             learner.fail(args, f"at most {context_len} ids per call", too_long[0],
                          ": next_logits was given more ids than context_len; pass only the last context_len")
-        if len(learner_seen) != len(expected_seen) or learner_seen != expected_seen[:len(learner_seen)]:
+        tokens = _as_ints(actual)
+        if tokens != expected and learner_seen == _contexts(prompt, tokens, context_len):
+            learner.fail(args, expected, tokens, ": the loop feeds next_logits correctly, but the tokens it picks "
+                                                 "differ: check your sample_token and the logits you pass it")
+        if learner_seen != expected_seen:
             learner.fail(args, expected_seen, learner_seen,
                          ": next_logits was called with different contexts (one call per new token, "
                          "each with the last context_len ids of prompt + tokens so far)")
-        learner.expect(args, expected, _as_ints(actual))
+        learner.expect(args, expected, tokens)
     return len(_GENERATE_CASES)
