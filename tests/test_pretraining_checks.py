@@ -54,3 +54,29 @@ def adam_without_bias_correction(p, g, m, v, t, lr, beta1, beta2, eps, weight_de
 def test_the_check_rejects_a_typical_mistake(run_check, mistake):
     with np.errstate(all="ignore"), pytest.raises(AssertionError, match="Exercise 3"):
         run_check(mistake)
+
+
+def central_difference_ignoring_eps(f, x, eps=1e-6):  # right formula, but a step of its own
+    return _central(f, x, 1e-3)
+
+
+def _central(f, x, step):
+    gradient = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        original = x[i]
+        x[i] = original + step
+        f_plus = f(x)
+        x[i] = original - step
+        f_minus = f(x)
+        x[i] = original
+        gradient[i] = (f_plus - f_minus) / (2 * step)
+    return gradient
+
+
+def test_the_finite_difference_check_rejects_a_step_that_ignores_eps():
+    with pytest.raises(AssertionError, match="Exercise 3.2"):
+        check.finite_difference(central_difference_ignoring_eps)
+
+
+def test_the_finite_difference_check_accepts_a_central_difference_that_honours_eps():
+    check.finite_difference(lambda f, x, eps=1e-6: _central(f, x, eps))
