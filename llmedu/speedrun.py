@@ -111,6 +111,15 @@ def pretrain_stage(run: Run) -> dict:
     run.state.update(params=result.params, config=result.model_config, tokenizer=result.tokenizer)
     run.state["recall_curve"] = [(e["step"], e["fact_recall"]) for e in result.evals]
     n_tokens = config.tokens_per_step * result.step
+    plot = _plot_losses(run.out_dir, Path(config.out) / "log.jsonl", result.evals)
+    run.notes.append(
+        "## Pretraining\n\n"
+        f"{count_params(result.params):,} parameters (dim {config.dim}, {config.n_layers} layers, {config.n_heads} "
+        f"heads, hidden {config.hidden_dim}, context {config.seq_len}), {result.step} AdamW steps of "
+        f"{config.tokens_per_step:,} tokens in {result.elapsed_s:.1f} s ({n_tokens / result.elapsed_s:,.0f} tokens/s, "
+        f"evaluations included). Val loss at the end: {result.evals[-1]['val_loss']:.4f} nats per token.\n\n"
+        f"![training and validation loss]({plot})\n"
+    )
     return {"n_params": count_params(result.params), "val_loss": round(result.evals[-1]["val_loss"], 4),
             "train_tokens_per_s": round(n_tokens / result.elapsed_s), "train_steps": result.step,
             "train_tokens": n_tokens,
@@ -127,36 +136,71 @@ def evaluate_stage(run: Run) -> dict:
     hallucination, invented = hallucination_rate(params, config, tokenizer, world.unseen_names)
     samples = [complete(params, config, tokenizer, prompt, max_new_tokens=40)
                for prompt in (world.people[0].name, "Once upon a time", "12 + 7 =")]
-    plot_path = _plot_recall(run.out_dir, run.state["recall_curve"])
+    plots = (_plot_compression(run.out_dir, bpb, compressors), _plot_recall(run.out_dir, run.state["recall_curve"]))
     run.notes.append(_evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, invented, samples,
-                                       plot_path, run.state["recall_curve"]))
+                                       plots, run.state["recall_curve"]))
     return {"bits_per_byte": round(bpb, 4), **{f"{k}_bits_per_byte": round(v, 4) for k, v in compressors.items()},
             "fact_recall": round(recall, 4), "hallucination_rate": round(hallucination, 4)}
 
 
-def _plot_recall(out_dir: Path, curve: list) -> str:
-    import matplotlib
+def _save_plot(out_dir: Path, name: str, draw) -> str:
+    """Call ``draw(ax)`` on a fresh small figure, save it as ``out_dir/name`` and return ``name``.
 
-    matplotlib.use("Agg")  # files only: no window, no notebook
-    import matplotlib.pyplot as plt
+    A bare ``Figure`` (no pyplot) leaves matplotlib's global backend alone,
+    so calling the speedrun from a notebook does not disturb its plots.
+    """
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot([s for s, _ in curve], [100 * r for _, r in curve], "o-")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("birth years recalled (%)")
-    ax.set_ylim(0, 100)
+    figure = Figure(figsize=(5, 3))
+    ax = figure.subplots()
+    draw(ax)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_dir / "fact_recall.png", dpi=100)
-    plt.close(fig)
-    return "fact_recall.png"
+    figure.tight_layout()
+    figure.savefig(out_dir / name, dpi=100)
+    return name
 
 
-def _evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, invented, samples, plot, curve) -> str:
+def _plot_losses(out_dir: Path, log_path: Path, evals: list) -> str:
+    rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
+    steps = [row for row in rows if row["train_loss"] is not None]
+
+    def draw(ax):
+        ax.plot([r["step"] for r in steps], [r["train_loss"] for r in steps], alpha=0.6, label="training batch")
+        ax.plot([e["step"] for e in evals], [e["val_loss"] for e in evals], "o-", label="held-out text")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("cross-entropy (nats/token)")
+        ax.legend()
+
+    return _save_plot(out_dir, "loss.png", draw)
+
+
+def _plot_recall(out_dir: Path, curve: list) -> str:
+    def draw(ax):
+        ax.plot([s for s, _ in curve], [100 * r for _, r in curve], "o-")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("birth years recalled (%)")
+        ax.set_ylim(0, 100)
+
+    return _save_plot(out_dir, "fact_recall.png", draw)
+
+
+def _plot_compression(out_dir: Path, bpb: float, compressors: dict) -> str:
+    def draw(ax):
+        names, values = ["this model", *compressors], [bpb, *compressors.values()]
+        ax.barh(names[::-1], values[::-1], color=["#bbb"] * len(compressors) + ["#5b8def"])  # the model on top
+        ax.set_xlabel("bits per byte of held-out text (lower is better)")
+
+    return _save_plot(out_dir, "compression.png", draw)
+
+
+def _evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, invented, samples, plots, curve) -> str:
+    compression_plot, recall_plot = plots
     lines = ["## Evaluation on held-out world text\n",
              "| compressor | bits per byte |", "|---|---|", f"| this model | {bpb:.3f} |"]
     lines += [f"| {name} | {value:.3f} |" for name, value in compressors.items()]
-    lines += ["", f"Fact recall (birth years, greedy): **{100 * recall:.1f}%**. ![fact recall over training]({plot})", "",
+    lines += ["", f"![bits per byte, model and compressors]({compression_plot})", "",
+              f"Fact recall (birth years, greedy): **{100 * recall:.1f}%**.",
+              f"![fact recall over training]({recall_plot})", "",
               "Recall during training (people checked at each evaluation): "
               + ", ".join(f"step {step}: {100 * share:.0f}%" for step, share in curve), ""]
     lines += [f"- `{p}` -> `{a.strip()}` (true: {e})" for p, e, a in recall_examples[:5]]

@@ -34,11 +34,12 @@ def test_figures_are_in_their_ranges(run_dir):
     assert report["n_params"] > 0 and report["params_file_bytes"] > 4 * report["n_params"]
 
 
-def test_report_markdown_has_every_section_and_the_plot(run_dir):
+def test_report_markdown_has_every_section_and_its_plots(run_dir):
     markdown = (run_dir / "report.md").read_text()
-    for heading in ("## World", "## Tokenizer", "## Evaluation", "### Samples"):
+    for heading in ("## World", "## Tokenizer", "## Pretraining", "## Evaluation", "### Samples"):
         assert heading in markdown
-    assert (run_dir / "fact_recall.png").read_bytes()[:4] == b"\x89PNG"
+    for plot in ("loss.png", "compression.png", "fact_recall.png"):
+        assert f"]({plot})" in markdown and (run_dir / plot).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_leaves_world_tokenizer_and_parameters_file(run_dir):
