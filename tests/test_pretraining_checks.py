@@ -43,6 +43,13 @@ def adam_without_bias_correction(p, g, m, v, t, lr, beta1, beta2, eps, weight_de
     return p - lr * m / (np.sqrt(v) + eps), m, v
 
 
+def adam_with_eps_inside_the_square_root(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay):
+    p = p * (1 - lr * weight_decay)
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    return p - lr * (m / (1 - beta1 ** t)) / np.sqrt(v / (1 - beta2 ** t) + eps), m, v
+
+
 @pytest.mark.parametrize(("run_check", "mistake"), [
     (check.cross_entropy, naive_cross_entropy),
     (check.finite_difference, forward_difference),
@@ -50,6 +57,7 @@ def adam_without_bias_correction(p, g, m, v, t, lr, beta1, beta2, eps, weight_de
     (check.linear_backward, linear_backward_last_position_only),
     (check.rmsnorm_backward, rmsnorm_backward_ignoring_r),
     (check.adamw_update, adam_without_bias_correction),
+    (check.adamw_update, adam_with_eps_inside_the_square_root),
 ], ids=lambda value: getattr(value, "__name__", ""))
 def test_the_check_rejects_a_typical_mistake(run_check, mistake):
     with np.errstate(all="ignore"), pytest.raises(AssertionError, match="Exercise 3"):

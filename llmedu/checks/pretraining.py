@@ -127,8 +127,10 @@ def adamw_update(learner) -> int:
     p, g = rng.standard_normal(shape), rng.standard_normal(shape)
     m, v = rng.standard_normal(shape) * 0.1, rng.random(shape) * 0.1
     zeros = np.zeros(shape)
-    # (p, g, m, v, t, lr, beta1, beta2, eps, weight_decay): the first step, a later one, no decay, a zero gradient
+    # (p, g, m, v, t, lr, beta1, beta2, eps, weight_decay): the first step, a later one, no decay, a zero
+    # gradient, and gradients so small that eps matters (it goes outside the square root)
     cases = [(p, g, zeros, zeros, 1, 1e-2, 0.9, 0.95, 1e-8, 0.1),
+             (p, g * 1e-3, zeros, zeros, 1, 1e-2, 0.9, 0.95, 1e-3, 0.1),
              (p, g, m, v, 10, 3e-3, 0.9, 0.99, 1e-8, 0.1),
              (p, g, m, v, 3, 1e-2, 0.8, 0.9, 1e-6, 0.0),
              (p, zeros, m, v, 100, 1e-3, 0.9, 0.95, 1e-8, 0.5)]
