@@ -59,20 +59,22 @@ def load_card(assets: Path = ASSETS) -> dict:
     return json.loads(_asset(CARD_NAME, assets).read_text(encoding="utf-8"))
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def held_out_text(card: dict) -> str:
     """The held-out text the card's figures were measured on, regenerated from the world's seed."""
     world = make_world(card["world"]["seed"], n_people=card["world"]["n_people"])
     text = split_text(world.text)[1]
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    if digest != card["held_out"]["sha256"]:
+    if _sha256(text) != card["held_out"]["sha256"]:
         raise ValueError("the regenerated held-out text differs from the recorded one (SHA-256 mismatch): "
                          "make_world or split_text changed since the model was shipped; ship it again.")
     return text
 
 
-def measure(params: dict, config: ModelConfig, tokenizer, world_seed: int, n_people: int) -> dict:
-    """Figures of a model on its world: held-out loss and bits per byte, fact recall, hallucination."""
-    world = make_world(world_seed, n_people=n_people)
+def measure(params: dict, config: ModelConfig, tokenizer, world) -> dict:
+    """Figures of a model on its ``World``: held-out loss and bits per byte, fact recall, hallucination."""
     held_out = split_text(world.text)[1]
     nll, n_tokens = mean_nll(params, config, np.array(tokenizer.encode(held_out), dtype=np.int64))
     return {
@@ -104,16 +106,16 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     write_safetensors(assets / MODEL_NAME, tensors, {**metadata, "train_config": json.dumps(train_config)})
     params, config, tokenizer, _ = load_run(str(assets / MODEL_NAME))
     n_people = report["world_people"]
-    held_out = split_text(make_world(report["seed"], n_people=n_people).text)[1]
+    world = make_world(report["seed"], n_people=n_people)
+    held_out = split_text(world.text)[1]
     card = {
         "command": report["command"],
         "seed": report["seed"],
         "world": {"seed": report["seed"], "n_people": n_people},
-        "held_out": {"sha256": hashlib.sha256(held_out.encode("utf-8")).hexdigest(),
-                     "bytes": len(held_out.encode("utf-8"))},
+        "held_out": {"sha256": _sha256(held_out), "bytes": len(held_out.encode("utf-8"))},
         "config": config.to_dict(),
         "file_bytes": (assets / MODEL_NAME).stat().st_size,
-        "measured": measure(params, config, tokenizer, report["seed"], n_people),
+        "measured": measure(params, config, tokenizer, world),
         "speedrun_report": report,
     }
     temporary = assets / f".{CARD_NAME}.tmp"

@@ -37,6 +37,8 @@ class Run:
     notes: list = field(default_factory=list)  # one markdown section per stage
 
 
+DEFAULT_SEED = 1337  # the seed of the shipped base model (and `llmedu speedrun`'s default)
+
 # Sizes of the default run (a few minutes on two cores) and of --quick (seconds).
 SIZES = {
     False: dict(n_people=100, vocab_size=512, dim=128, n_layers=4, n_heads=4, hidden_dim=344, seq_len=64,
@@ -226,7 +228,8 @@ def write_report(run: Run) -> None:
         os.replace(temporary, run.out_dir / name)
 
 
-def speedrun(out_root: Path = Path("runs"), name: str | None = None, quick: bool = False, seed: int = 1337) -> Path:
+def speedrun(out_root: Path = Path("runs"), name: str | None = None, quick: bool = False,
+             seed: int = DEFAULT_SEED) -> Path:
     """Run every stage and write ``out_root/<name>/report.{md,json}``; returns that folder."""
     name = name or ("quick" if quick else "speedrun")
     run = Run(out_dir=Path(out_root) / name, quick=quick, seed=seed, sizes=SIZES[quick])
@@ -238,7 +241,7 @@ def speedrun(out_root: Path = Path("runs"), name: str | None = None, quick: bool
         run.figures[f"{stage_name}_wall_s"] = round(time.perf_counter() - stage_start, 3)
     run.figures["wall_s"] = round(time.perf_counter() - start, 3)
     run.figures["seed"] = seed
-    flags = (" --quick" if quick else "") + (f" --seed {seed}" if seed != 1337 else "")
+    flags = (" --quick" if quick else "") + (f" --seed {seed}" if seed != DEFAULT_SEED else "")
     run.figures["command"] = "llmedu speedrun" + flags
     run.figures["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     write_report(run)
