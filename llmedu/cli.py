@@ -33,7 +33,7 @@ def _course_execute(args) -> int:
     from llmedu.grade import execute
 
     for notebook in map(Path, args.notebooks):
-        executed = execute(read_notebook(notebook), notebook.resolve().parent, args.timeout, allow_errors=False)
+        executed = execute(read_notebook(notebook), notebook.resolve().parent, args.timeout)
         temporary = notebook.with_name(f".{notebook.name}.tmp")
         temporary.write_text(notebook_json(executed), encoding="utf-8")
         os.replace(temporary, notebook)
@@ -42,16 +42,20 @@ def _course_execute(args) -> int:
 
 
 def _grade(args) -> int:
-    from llmedu.grade import as_dicts, format_table, grade
+    from llmedu.grade import GradingError, as_dicts, format_table, grade
 
-    results = []
-    for notebook in args.notebooks:
-        if not Path(notebook).is_file():
+    grades = []
+    for notebook in map(Path, args.notebooks):
+        if not notebook.is_file():
             print(f"llmedu grade: no notebook at {notebook}", file=sys.stderr)
             return 2
-        results += grade(Path(notebook), cell_timeout=args.timeout)
-    print(json.dumps(as_dicts(results), indent=2) if args.json else format_table(results))
-    return 0 if all(r.passed for r in results) else 1
+        try:
+            grades.append(grade(notebook, cell_timeout=args.timeout))
+        except GradingError as error:
+            print(f"llmedu grade: {error}", file=sys.stderr)
+            return 2
+    print(json.dumps(as_dicts(grades), indent=2, ensure_ascii=False) if args.json else format_table(grades))
+    return 0 if all(r.passed for graded in grades for r in graded.results) else 1
 
 
 # --pretrain flag -> TrainConfig field; nanoGPT's names where the two overlap

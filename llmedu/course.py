@@ -19,12 +19,19 @@ The ``# Exercise N.M: <what to do>`` comment on the cell's first line gives the
 message. Notebooks are read and written with ``nbformat`` so that files keep
 Jupyter's own layout and diffs stay small.
 
-Grading lives in :mod:`llmedu.grade`; the checks themselves in :mod:`llmedu.check`.
+Every lesson also carries, in its metadata under ``"llmedu"``, what the grader
+needs to know without trusting the file name or the learner's check cells: the
+lesson's id, its exercises (number, title, check, and the function the learner
+defines) and a checksum of every cell the learner is not meant to edit
+(:func:`lesson_metadata`). Grading lives in :mod:`llmedu.grade`; the checks
+themselves in :mod:`llmedu.check`.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -112,7 +119,59 @@ def make_lesson(notebook: dict, name: str = "notebook") -> dict:
         cell["outputs"] = []
         cell["execution_count"] = None
     lesson["metadata"].pop("widgets", None)  # saved widget state belongs to a run
+    lesson["metadata"]["llmedu"] = lesson_metadata(lesson, name)
     return lesson
+
+
+def cell_checksum(cell: dict) -> str:
+    """SHA-256 of a cell's type and source: what "this cell was not edited" compares."""
+    return hashlib.sha256(f"{cell['cell_type']}\n{cell_source(cell)}".encode("utf-8")).hexdigest()
+
+
+def lesson_metadata(notebook: dict, name: str = "notebook") -> dict:
+    """What the grader reads from a lesson: its id, its exercises, its locked cells.
+
+    ``exercises``: one entry per exercise cell, with the check that grades it and
+    the name of the function the learner defines (the argument its check cell
+    passes, as in ``check.encode(encode)``). ``locked_cells``: every cell but the
+    exercise cells, by position, checksum and first line, so that edits can be
+    reported (nbgrader does the same for its locked cells).
+    """
+    from llmedu.check import EXERCISES  # the checks import numpy and the model: load them only here
+
+    check_of = {exercise.number: exercise for exercise in EXERCISES.values()}
+    functions = _checked_functions(notebook)
+    entries, exercise_cells = [], set()
+    for number, _task, index in exercises(notebook):
+        if number not in check_of:
+            raise CourseError(f"{name}, cell {index}: no check is registered for exercise {number}; add one in llmedu/checks/.")
+        exercise = check_of[number]
+        if exercise.name not in functions:
+            raise CourseError(f"{name}: no cell calls check.{exercise.name}(<function>) for exercise {number}; add the check cell.")
+        entries.append({"number": number, "title": exercise.title, "check": exercise.name,
+                        "function": functions[exercise.name]})
+        exercise_cells.add(index)
+    locked = [{"index": index, "sha256": cell_checksum(cell), "first_line": cell_source(cell).split("\n", 1)[0][:80]}
+              for index, cell in enumerate(notebook["cells"]) if index not in exercise_cells]
+    return {"lesson": Path(name).stem, "exercises": entries, "locked_cells": locked}
+
+
+def _checked_functions(notebook: dict) -> dict[str, str]:
+    """``{check name: function name}`` from every ``check.<name>(<function>)`` call in the notebook."""
+    found = {}
+    for cell in notebook["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse(cell_source(cell))
+        except SyntaxError:  # IPython magics; check cells are plain Python
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "check"
+                    and node.args and isinstance(node.args[0], ast.Name)):
+                found.setdefault(node.func.attr, node.args[0].id)
+    return found
 
 
 def read_notebook(path: Path) -> dict:
@@ -145,11 +204,14 @@ def build_lessons(solutions_dir: Path, lessons_dir: Path) -> list[Path]:
 
 
 def exercises(notebook: dict) -> list[tuple[str, str, int]]:
-    """``(number, task, cell_index)`` of every exercise cell, in notebook order."""
+    """``(number, task, cell_index)`` of every exercise cell, in notebook order.
+
+    An exercise cell is a code cell whose first line is ``# Exercise N.M: ...``:
+    that finds them in a solution and in its lesson alike.
+    """
     found = []
     for index, cell in enumerate(notebook["cells"]):
-        source = cell_source(cell)
-        if cell["cell_type"] == "code" and BEGIN_MARK in source:
-            number, task = exercise_header(source) or ("?", "?")
-            found.append((number, task, index))
+        header = exercise_header(cell_source(cell)) if cell["cell_type"] == "code" else None
+        if header:
+            found.append((*header, index))
     return found

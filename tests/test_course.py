@@ -48,16 +48,24 @@ def test_unclosed_solution_block_is_refused():
         strip_solution("# Exercise 1.1: do it.\n### BEGIN SOLUTION\nx = 1")
 
 
+CHECK_CELL = "check.merge(add_one)"  # exercise 1.2's registered check is check.merge
+
+
 def test_lesson_outputs_and_counts_are_cleared():
-    lesson = make_lesson(notebook("print('hi')", EXERCISE_CELL))
+    lesson = make_lesson(notebook("print('hi')", EXERCISE_CELL, CHECK_CELL))
     for cell in lesson["cells"]:
         assert cell["outputs"] == [] and cell["execution_count"] is None
 
 
 def test_make_lesson_leaves_the_solution_untouched():
-    solution = notebook(EXERCISE_CELL)
+    solution = notebook(EXERCISE_CELL, CHECK_CELL)
     make_lesson(solution)
     assert cell_source(solution["cells"][0]) == EXERCISE_CELL
+
+
+def test_an_exercise_without_a_check_cell_is_refused():
+    with pytest.raises(CourseError, match="no cell calls check.merge"):
+        make_lesson(notebook(EXERCISE_CELL))
 
 
 def test_lessons_are_in_sync_with_solutions(tmp_path):
