@@ -1,0 +1,154 @@
+"""The chat template: conversations as tokens, with the loss mask SFT trains on (lesson 04).
+
+A conversation is a list of turns ``{"role": ..., "content": ...}``. Each turn
+becomes
+
+    <|im_start|>{role}<|im_sep|>{content}<|im_end|>
+
+with the three markers as special tokens and the role and content as ordinary
+text. Two consequences the lessons rely on:
+
+- the loss mask: SFT learns only what the assistant says, so the mask is 1 on
+  the assistant's content tokens and its closing ``<|im_end|>`` (the model must
+  learn to stop) and 0 on everything else: the markers, the role names, the
+  user's and the system's words;
+- content never produces a control token: a user who types ``<|im_end|>`` gets
+  those characters as text, so nobody can close a turn or open the
+  assistant's from inside a message.
+
+At inference the prompt ends with ``<|im_start|>assistant<|im_sep|>`` and the
+model continues until it writes ``<|im_end|>`` (:func:`chat`). The generation
+engine knows nothing of roles: it gets ids and a stop id.
+
+Left out: tool turns (lesson 06 adds them) and several conversations packed
+into one training row (the SFT loop does that).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+IM_START, IM_SEP, IM_END = "<|im_start|>", "<|im_sep|>", "<|im_end|>"
+ROLES = ("system", "user", "assistant")
+
+
+class ConversationError(ValueError):
+    """A conversation the template cannot render; the message names the turn and the fix."""
+
+
+# ----------------------------------------------------------- validation --
+
+def _marker_ids(tokenizer) -> tuple[int, int, int]:
+    specials = getattr(tokenizer, "special_tokens", {})
+    missing = [m for m in (IM_START, IM_SEP, IM_END) if m not in specials]
+    if missing:
+        raise ConversationError(
+            f"the tokenizer has no special tokens {missing}; train it with "
+            "special_tokens=CHAT_SPECIAL_TOKENS (llmedu.tokenizer) or use the shipped chat model's tokenizer.")
+    return specials[IM_START], specials[IM_SEP], specials[IM_END]
+
+
+def check_conversation(conversation, *, ends_with: str) -> None:
+    """Raise ConversationError unless ``conversation`` is well formed.
+
+    Well formed: a non-empty list of ``{"role", "content"}`` dicts with str
+    content; an optional ``system`` turn first; then ``user`` and
+    ``assistant`` alternating, starting with ``user`` and ending with the
+    role ``ends_with`` (``"assistant"`` for training, ``"user"`` for a prompt).
+    """
+    if not isinstance(conversation, (list, tuple)) or not conversation:
+        raise ConversationError(f"a conversation is a non-empty list of turns like "
+                                f"{{'role': 'user', 'content': 'Hi'}}, got {conversation!r:.80}.")
+    for index, turn in enumerate(conversation):
+        if not isinstance(turn, dict) or set(turn) != {"role", "content"}:
+            raise ConversationError(f"turn {index}: a turn is a dict with exactly the keys 'role' and 'content', "
+                                    f"got {turn!r:.80}.")
+        if turn["role"] not in ROLES:
+            raise ConversationError(f"turn {index}: unknown role {turn['role']!r}; use one of {list(ROLES)}.")
+        if not isinstance(turn["content"], str):
+            raise ConversationError(f"turn {index}: content must be a str, got {type(turn['content']).__name__}; "
+                                    "convert it with str() first.")
+    start = 1 if conversation[0]["role"] == "system" else 0
+    for index in range(start, len(conversation)):
+        expected = "user" if (index - start) % 2 == 0 else "assistant"
+        if conversation[index]["role"] != expected:
+            raise ConversationError(
+                f"turn {index}: expected a {expected!r} turn, got {conversation[index]['role']!r}; after an optional "
+                "system turn first, user and assistant turns alternate, starting with the user.")
+    if len(conversation) == start or conversation[-1]["role"] != ends_with:
+        raise ConversationError(f"turn {len(conversation) - 1}: the conversation must end with a {ends_with!r} turn "
+                                f"here (a prompt ends with the user; training data with the assistant).")
+
+
+def _check_length(ids: list[int], max_tokens: int | None) -> None:
+    if max_tokens is not None and len(ids) > max_tokens:
+        raise ConversationError(f"the conversation renders to {len(ids)} tokens, more than the {max_tokens} the model "
+                                "reads; drop early turns or shorten the content.")
+
+
+# ------------------------------------------------------------- rendering --
+
+def _render_turn(role: str, content: str, tokenizer, markers) -> tuple[list[int], list[int]]:
+    """One turn's ids and mask (the content is encoded as plain text: no control tokens)."""
+    start, sep, end = markers
+    header = [start, *tokenizer.encode(role), sep]
+    body = [*tokenizer.encode(content), end]
+    learn = 1 if role == "assistant" else 0
+    return header + body, [0] * len(header) + [learn] * len(body)
+
+
+def render_conversation(conversation, tokenizer, max_tokens: int | None = None) -> tuple[list[int], list[int]]:
+    """A training conversation as ``(ids, loss_mask)``, two lists of the same length.
+
+    The mask is 1 exactly on the assistant turns' content tokens and their
+    closing ``<|im_end|>``. ``max_tokens`` (e.g. the model's context length)
+    turns a too-long conversation into a ConversationError.
+    """
+    check_conversation(conversation, ends_with="assistant")
+    markers = _marker_ids(tokenizer)
+    ids, mask = [], []
+    for turn in conversation:
+        turn_ids, turn_mask = _render_turn(turn["role"], turn["content"], tokenizer, markers)
+        ids += turn_ids
+        mask += turn_mask
+    _check_length(ids, max_tokens)
+    return ids, mask
+
+
+def render_prompt(conversation, tokenizer, max_tokens: int | None = None) -> list[int]:
+    """The ids that ask for the assistant's next reply: every turn, then ``<|im_start|>assistant<|im_sep|>``."""
+    check_conversation(conversation, ends_with="user")
+    markers = _marker_ids(tokenizer)
+    ids = []
+    for turn in conversation:
+        ids += _render_turn(turn["role"], turn["content"], tokenizer, markers)[0]
+    ids += [markers[0], *tokenizer.encode("assistant"), markers[1]]
+    _check_length(ids, max_tokens)
+    return ids
+
+
+# ---------------------------------------------------------------- replies --
+
+def chat(params: dict, config, tokenizer, conversation, *, temperature: float = 0.0, top_p: float | None = None,
+         max_new_tokens: int = 128, seed: int = 0) -> str:
+    """The assistant's reply to ``conversation`` (which ends with a user turn), as text.
+
+    Generates with :func:`llmedu.generate.generate` until the model writes
+    ``<|im_end|>``. temperature 0 (the default) is greedy, so the same
+    question gets the same answer; otherwise ``seed`` fixes the draw. If the
+    reply runs into ``max_new_tokens`` or the context length first, it is
+    returned as far as it got, with a warning saying so.
+    """
+    from llmedu.generate import generate
+
+    prompt = render_prompt(conversation, tokenizer, max_tokens=config.max_seq_len - 1)
+    end = tokenizer.special_tokens[IM_END]
+    reply = list(generate(params, config, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                          top_p=top_p, seed=seed, stop_ids=[end]))
+    room = config.max_seq_len - len(prompt)
+    if len(reply) >= min(max_new_tokens, room):
+        limit = "max_new_tokens" if max_new_tokens <= room else f"the context length ({config.max_seq_len} tokens)"
+        warnings.warn(f"the reply stopped at {limit} before the model wrote {IM_END}; it may be cut short.",
+                      stacklevel=2)
+    return tokenizer.decode(reply)
+
