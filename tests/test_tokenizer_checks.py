@@ -33,8 +33,8 @@ def stats_of_every_other_pair(ids):  # pairs two apart instead of neighbours
 
 # ---------------------------------------------------------------- 1.2 merge --
 
-def merge_overlapping(ids, pair, new_id):  # [1, 1, 1] with (1, 1) gives [300, 300]
-    return [new_id if (a, b) == pair else a for a, b in zip(ids, ids[1:])] + ids[-1:] if len(ids) > 1 else list(ids)
+def merge_from_the_right(ids, pair, new_id):  # [1, 1, 1] with (1, 1) gives [1, 300], not [300, 1]
+    return bpe.merge(ids[::-1], pair[::-1], new_id)[::-1]
 
 
 def merge_first_only(ids, pair, new_id):
@@ -140,7 +140,7 @@ MISTAKES = [
     (check.get_stats, stats_by_count),
     (check.get_stats, stats_without_overlaps),
     (check.get_stats, stats_of_every_other_pair),
-    (check.merge, merge_overlapping),
+    (check.merge, merge_from_the_right),
     (check.merge, merge_first_only),
     (check.merge, merge_in_place),
     (check.merge, merge_dropping_the_last_id),
@@ -159,3 +159,47 @@ MISTAKES = [
 def test_the_check_rejects_a_typical_mistake(run_check, mistake):
     with pytest.raises(AssertionError, match=r"^Exercise 1\.\d \("):
         run_check(mistake)
+
+
+@pytest.mark.filterwarnings("ignore:training stopped")  # the reference warns when a short text runs out of pairs
+def test_the_checks_accept_the_references(capsys):
+    check.get_stats(bpe.get_stats)
+    check.merge(bpe.merge)
+    check.train(bpe.train)
+    check.encode(bpe.encode)
+    check.decode(bpe.decode)
+    assert capsys.readouterr().out.count("passed all") == 5
+
+
+def test_a_failure_shows_the_pair_as_one_argument():
+    with pytest.raises(AssertionError) as failure:
+        check.merge(merge_from_the_right)
+    assert "for ids=[1, 1, 1], pair=(1, 1), new_id=300\n" in str(failure.value)
+
+
+def test_a_failure_shows_the_input_as_it_was_before_the_call():
+    def merge_that_empties_its_input(ids, pair, new_id):
+        ids.clear()
+        return ids
+
+    with pytest.raises(AssertionError) as failure:
+        check.merge(merge_that_empties_its_input)
+    assert str(failure.value).startswith("Exercise 1.2 (merge a pair): for ids=[1, 2], pair=(1, 2), new_id=256\n")
+
+
+def test_a_failure_names_the_first_position_where_the_ids_differ_with_both_ids():
+    with pytest.raises(AssertionError) as failure:
+        check.encode(encode_latest_merge_first)
+    message = str(failure.value)
+    expected, got = (line.split(maxsplit=1)[1] for line in message.splitlines()[-2:])
+    position = next(i for i, (a, b) in enumerate(zip(eval(expected), eval(got))) if a != b)
+    assert f"differs first at position {position}: expected {eval(expected)[position]}, got {eval(got)[position]}" \
+        in message
+
+
+def test_a_failure_summarises_the_merges_and_the_vocabulary_by_their_size():
+    with pytest.raises(AssertionError) as failure:
+        check.decode(decode_each_token_on_its_own)
+    first_line = str(failure.value).splitlines()[0]
+    assert "vocab=dict of 280 entries {0: b'\\x00'" in first_line
+    assert len(first_line) < 250

@@ -1,5 +1,7 @@
 """Lesson 02's checks reject the mistakes learners make, and their messages point at the mistake."""
 
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -308,4 +310,140 @@ MISTAKES = [
 @pytest.mark.parametrize(("run_check", "mistake"), MISTAKES, ids=lambda value: getattr(value, "__name__", ""))
 def test_the_check_rejects_a_typical_mistake(run_check, mistake):
     with np.errstate(all="ignore"), pytest.raises(AssertionError, match=r"^Exercise 2\.\d+ \("):
+        run_check(mistake)
+
+
+def _reference_attention(q, k, v):
+    return model.attention(q[None], k[None], v[None])[0]  # the library's takes a batch axis
+
+
+def _reference_block(params, config, layer, x, cos, sin):
+    return model.block(params, config, layer, x[None], cos, sin)[0]
+
+
+@numba.njit
+def _matvec(w, x):
+    out = np.zeros(w.shape[0], dtype=np.float32)
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            out[i] += w[i, j] * x[j]
+    return out
+
+
+def _attend_cached(q, k_new, v_new, keys, values, pos):
+    keys[pos], values[pos] = k_new, v_new
+    return _cached(q, keys, values, pos + 1)
+
+
+def test_the_checks_accept_the_references(capsys):
+    check.rmsnorm(model.rmsnorm)
+    check.apply_rope(model.apply_rope)
+    check.causal_attention(_reference_attention)
+    check.grouped_query_attention(_reference_attention)
+    check.swiglu(lambda *args: np.nan_to_num(model.swiglu(*args)))
+    check.block(_reference_block)
+    check.forward(model.forward)
+    check.matvec(_matvec)
+    check.attend_cached(_attend_cached)
+    check.top_p_filter(reference_top_p)
+    assert capsys.readouterr().out.count("passed all") == 10
+
+
+def test_a_failure_names_the_first_index_that_differs_with_both_values_there():
+    def rope_wrong_in_its_last_value(x, cos, sin):
+        out = model.apply_rope(x, cos, sin)
+        out[-1, -1, -1] += 1.0
+        return out
+
+    with pytest.raises(AssertionError) as failure:
+        check.apply_rope(rope_wrong_in_its_last_value)
+    x = np.random.default_rng(1).standard_normal((1, 1, 2))  # the check's first case: (T, n_heads, head_dim)
+    expected = model.apply_rope(x, *model.rope_tables(2, np.arange(1), 10000.0))[0, 0, 1]
+    assert (f"the result differs first at index (0, 0, 1): expected {expected:.6g}, got {expected + 1:.6g} "
+            "(1 of 2 values differ, by up to 1)") in str(failure.value)
+
+
+def _namespace_with(source: str, mlp_residual: bool = True) -> dict:
+    """A notebook-like namespace: the lesson's block and forward, and the learner's parts as ``source`` defines them.
+
+    Without ``mlp_residual`` the block forgets to add the MLP's output to x: a mistake in the block itself.
+    """
+    namespace = {"np": np, "model": model}
+    exec(source, namespace)
+    exec("def block(params, config, layer, x, cos, sin):\n"
+         "    T = x.shape[0]\n"
+         "    p = {name: params[name][layer] for name in params if name not in ('tok_embeddings', 'norm', 'output')}\n"
+         "    h = rmsnorm(x, p['attention_norm'], config.norm_eps)\n"
+         "    q = (h @ p['wq'].T).reshape(T, config.n_heads, config.head_dim)\n"
+         "    k = (h @ p['wk'].T).reshape(T, config.n_kv_heads, config.head_dim)\n"
+         "    v = (h @ p['wv'].T).reshape(T, config.n_kv_heads, config.head_dim)\n"
+         "    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)\n"
+         "    x = x + grouped_query_attention(q, k, v).reshape(T, config.dim) @ p['wo'].T\n"
+         f"    return {'x + ' if mlp_residual else ''}model.swiglu(rmsnorm(x, p['ffn_norm'], config.norm_eps), "
+         "p['w1'], p['w2'], p['w3'])\n"
+         "def forward(params, config, tokens):\n"
+         "    x = params['tok_embeddings'][tokens]\n"
+         "    cos, sin = model.rope_tables(config.head_dim, np.arange(len(tokens)), config.rope_theta)\n"
+         "    for layer in range(config.n_layers):\n"
+         "        x = block(params, config, layer, x, cos, sin)\n"
+         "    return rmsnorm(x, params['norm'], config.norm_eps) @ params['output'].T\n", namespace)
+    return namespace
+
+
+_RIGHT_PARTS = ("rmsnorm = model.rmsnorm\n"
+                "def grouped_query_attention(q, k, v):\n"
+                "    return model.attention(q[None], k[None], v[None])[0]\n")
+
+
+@pytest.mark.parametrize("name", ["block", "forward"])
+def test_a_failing_block_or_forward_names_the_learners_failing_rope_as_the_likely_cause(name):
+    namespace = _namespace_with(_RIGHT_PARTS + "def apply_rope(x, cos, sin):\n    return model.apply_rope(x, cos, -sin)\n")
+    with pytest.raises(AssertionError) as failure:
+        getattr(check, name)(namespace[name])
+    assert str(failure.value).endswith(
+        f"Likely cause: your apply_rope (exercise 2.2) fails its own check, and your {name} uses it; fix that first.")
+
+
+def test_a_failing_block_blames_no_part_when_every_part_passes_its_check():
+    namespace = _namespace_with(_RIGHT_PARTS + "apply_rope = model.apply_rope\n", mlp_residual=False)
+    with pytest.raises(AssertionError) as failure:
+        check.block(namespace["block"])
+    assert "Likely cause" not in str(failure.value)
+
+
+def test_a_failure_summarises_the_params_by_names_and_shapes():
+    with pytest.raises(AssertionError) as failure:
+        check.block(block_without_attention_residual)
+    first_line = str(failure.value).splitlines()[0]
+    assert "params=dict of 12 arrays {tok_embeddings: (64, 32), attention_norm: (2, 32), " in first_line
+    assert "x=array(shape=(7, 32), dtype=float64, values [" in first_line
+
+
+def test_a_failure_shows_the_cache_as_it_was_before_the_call():
+    def cache_that_stores_but_returns_nothing_useful(q, k_new, v_new, keys, values, pos):
+        keys[pos], values[pos] = k_new, v_new
+        return np.zeros_like(q)
+
+    with pytest.raises(AssertionError) as failure:
+        check.attend_cached(cache_that_stores_but_returns_nothing_useful)
+    assert "keys=array([[[0., 0.]], [[0., 0.]], [[0., 0.]]])" in str(failure.value)
+
+
+def test_an_overflowing_softmax_is_told_to_subtract_the_maximum():
+    with np.errstate(all="ignore"), pytest.raises(AssertionError) as failure:
+        check.causal_attention(attention_softmax_without_max)
+    assert ", got nan" in str(failure.value)
+    assert "subtract the largest value before exp" in str(failure.value)
+
+
+@pytest.mark.parametrize(("run_check", "mistake", "advice"), [
+    (check.grouped_query_attention, gqa_heads_interleaved, "a group is consecutive query heads"),
+    (check.apply_rope, rope_by_halves, "pair channels 2i and 2i+1 (adjacent)"),
+    (check.apply_rope, rope_wrong_way, "the rotation goes the wrong way"),
+    (check.rmsnorm, rmsnorm_eps_outside_sqrt, "eps goes inside the square root"),
+    (check.causal_attention, attention_without_mask, "mask the future"),
+    (check.causal_attention, attention_without_scaling, "divide the scores by sqrt(head_dim)"),
+])
+def test_a_known_mistake_gets_its_advice(run_check, mistake, advice):
+    with pytest.raises(AssertionError, match=re.escape(advice)):
         run_check(mistake)

@@ -30,7 +30,7 @@ import functools
 import inspect
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 
 import numpy as np
 
@@ -96,11 +96,15 @@ def _likely_cause(function, name: str, uses: tuple[str, ...]) -> str:
     namespace = getattr(_python_function(function), "__globals__", {})
     failing = [used for used in uses
                if callable(namespace.get(used)) and _calls(function, used, set()) and not _passes(used, namespace[used])]
-    if not failing:
+    # A failing part that calls another failing part (block calls apply_rope) is explained by that one.
+    causes = [used for used in failing if not any(other != used and _calls(namespace[used], other, set())
+                                                  for other in failing)]
+    if not causes:
         return ""
-    described = " and ".join(f"{used} (exercise {EXERCISES[used].number})" for used in failing)
-    verb = "fails its own check" if len(failing) == 1 else "fail their own checks"
-    return f"Likely cause: your {described} {verb}, and your {name} uses it; fix that first."
+    described = " and ".join(f"{used} (exercise {EXERCISES[used].number})" for used in causes)
+    if len(causes) == 1:
+        return f"Likely cause: your {described} fails its own check, and your {name} uses it; fix that first."
+    return f"Likely cause: your {described} fail their own checks, and your {name} uses them; fix those first."
 
 
 def _passes(name: str, learner_function) -> bool:
@@ -257,7 +261,11 @@ def _where_arrays_differ(expected: np.ndarray, actual: np.ndarray, close: np.nda
         differences = np.abs(actual.astype(np.float64) - expected)[~close]  # nan where the learner's is nan
     worst = np.nan if np.isnan(differences).all() else np.nanmax(differences)
     count = f" ({n_wrong} of {close.size} values differ, by up to {worst:.3g})" if close.size > 1 else ""
-    return f"{what} differs first{at}: expected {_number(expected[first])}, got {_number(actual[first])}{count}"
+    line = f"{what} differs first{at}: expected {_number(expected[first])}, got {_number(actual[first])}{count}"
+    if np.isfinite(expected).all() and not np.isfinite(actual.astype(np.float64)).all():
+        line += ("\n  nan or inf where the answer is finite: often exp() of a large number overflowed; "
+                 "subtract the largest value before exp")
+    return line
 
 
 def _is_close(actual: np.ndarray, wrong: np.ndarray, rtol: float, atol: float) -> bool:
@@ -310,12 +318,14 @@ def _show(value, limit: int = 100) -> str:
         open_, close_ = "[]" if isinstance(value, list) else "()"
         return f"{open_}{', '.join(items)}, ...{close_} ({len(value)} items)"
     text = repr(value)
+    if is_dataclass(value):  # a config: every field matters
+        return text
     return text if len(text) <= limit else f"{text[:limit - 5]} ...{text[-1]} ({len(value) if hasattr(value, '__len__') else len(text)} long)"
 
 
 def _show_array(value: np.ndarray) -> str:
     if value.size <= 8:
-        values = np.array2string(value, precision=4, separator=", ")
+        values = " ".join(np.array2string(value, precision=4, separator=", ").split())  # on one line
         return f"array({values}, dtype={value.dtype})" if value.dtype != np.float64 else f"array({values})"
     first = np.array2string(value.ravel()[:4], precision=4, separator=", ")[:-1]
     return f"array(shape={value.shape}, dtype={value.dtype}, values {first}, ...])"
