@@ -169,13 +169,16 @@ class _Reporter:
         self._before: list[tuple[object, object]] = []  # (argument, its copy before the last call)
         self._names = _parameter_names(function)
 
-    def call(self, *args):
+    def call(self, *args, shown: tuple | None = None):
+        """The learner's answer for ``args``; a failure shows ``shown`` (default: ``args``) as the input."""
         self._before = [(arg, _snapshot(arg)) for arg in args]
         try:
             return self.function(*args)
         except Exception as error:  # the learner's bug, reported as a failed case
+            hint = f"\n  {_OVERFLOW_HINT}" if "nan" in str(error).lower() else ""
             raise AssertionError(
-                f"{self._lead(args)}\n  your function raised {type(error).__name__}: {error}"
+                f"{self._lead(args if shown is None else shown)}\n"
+                f"  your function raised {type(error).__name__}: {error}{hint}"
             ) from error
 
     def fail(self, args: tuple, expected, actual, why: str = "") -> None:
@@ -228,7 +231,7 @@ class _Reporter:
     def _show_args(self, args: tuple) -> str:
         """The arguments as they were before the last call, each named by the learner's parameter name."""
         shown = [_show(next((before for arg, before in self._before if arg is value), value)) for value in args]
-        names = self._names if len(self._names) == len(args) else [""] * len(args)
+        names = self._names if len(args) <= len(self._names) else [""] * len(args)  # defaults may be left out
         return ", ".join(f"{name}={text}" if name else text for name, text in zip(names, shown))
 
 
@@ -261,11 +264,16 @@ def _where_arrays_differ(expected: np.ndarray, actual: np.ndarray, close: np.nda
         differences = np.abs(actual.astype(np.float64) - expected)[~close]  # nan where the learner's is nan
     worst = np.nan if np.isnan(differences).all() else np.nanmax(differences)
     count = f" ({n_wrong} of {close.size} values differ, by up to {worst:.3g})" if close.size > 1 else ""
-    line = f"{what} differs first{at}: expected {_number(expected[first])}, got {_number(actual[first])}{count}"
+    want, got = _numbers(expected[first], actual[first])
+    line = f"{what} differs first{at}: expected {want}, got {got}{count}" if first else \
+        f"{what} is wrong: expected {want}, got {got}"
     if np.isfinite(expected).all() and not np.isfinite(actual.astype(np.float64)).all():
-        line += ("\n  nan or inf where the answer is finite: often exp() of a large number overflowed; "
-                 "subtract the largest value before exp")
+        line += f"\n  {_OVERFLOW_HINT}"
     return line
+
+
+_OVERFLOW_HINT = ("nan or inf where the answer is finite: often exp() of a large number overflowed; "
+                  "subtract the largest value before exp")
 
 
 def _is_close(actual: np.ndarray, wrong: np.ndarray, rtol: float, atol: float) -> bool:
@@ -274,8 +282,10 @@ def _is_close(actual: np.ndarray, wrong: np.ndarray, rtol: float, atol: float) -
         return wrong.shape == actual.shape and bool(np.allclose(actual.astype(np.float64), wrong, rtol=rtol, atol=atol))
 
 
-def _number(value) -> str:
-    return f"{float(value):.6g}" if np.issubdtype(np.asarray(value).dtype, np.number) else repr(value)
+def _numbers(want, got) -> tuple[str, str]:
+    """Two numbers to 6 digits, or to every digit when 6 would show them equal."""
+    short = f"{float(want):.6g}", f"{float(got):.6g}"
+    return short if short[0] != short[1] else (repr(float(want)), repr(float(got)))
 
 
 def _first_difference(expected, actual) -> str:
@@ -302,6 +312,8 @@ def _show(value, limit: int = 100) -> str:
     """A short description: arrays as shape, dtype and a few values; long lists, dicts and strings cut."""
     if isinstance(value, np.ndarray):
         return _show_array(value)
+    if inspect.isfunction(value):  # a function the check passes in, e.g. the f of a finite difference
+        return value.__name__
     if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
         shapes = ", ".join(f"{key}: {v.shape}" for key, v in list(value.items())[:4])
         return f"dict of {len(value)} arrays {{{shapes}{', ...' if len(value) > 4 else ''}}}"

@@ -76,14 +76,13 @@ def sample_token(learner) -> int:
         args = (logits, temperature, Shown(f"np.random.default_rng({seed})"))
         expected_rng, learner_rng = np.random.default_rng(seed), np.random.default_rng(seed)
         expected = _sample_reference(logits.copy(), temperature, expected_rng)
-        actual = learner.call(logits.copy(), temperature, learner_rng)
+        actual = learner.call(logits.copy(), temperature, learner_rng, shown=args)
         learner.expect(args, expected, actual)
         # The same rng must be left in the same state: one draw per sampled token, none when greedy.
         if learner_rng.random() != expected_rng.random():
             uses = "must not use the rng at temperature 0" if temperature == 0 else \
                 "must draw once, with rng.choice(len(probs), p=probs)"
-            learner.fail(args, "the rng advanced by exactly the reference's draws", "a different number of draws",
-                         f"the token is right, but sample_token {uses}")
+            learner.fail_because(args, f"the token is right, but the rng was left in another state: sample_token {uses}")
     return len(_SAMPLE_CASES)
 
 
@@ -146,7 +145,7 @@ def generate(learner) -> int:
                                        np.random.default_rng(seed), context_len)
         given_prompt = list(prompt)
         actual = learner.call(recording(learner_seen), given_prompt, n_new, temperature,
-                              np.random.default_rng(seed), context_len)
+                              np.random.default_rng(seed), context_len, shown=args)
         if given_prompt != prompt:
             learner.fail(args, prompt, given_prompt, "your function changed the prompt list it was given; copy it first")
         too_long = [ids for ids in learner_seen if len(ids) > context_len]
