@@ -110,8 +110,10 @@ def _encoder(name, choose):
     return encode
 
 
-encode_most_frequent_pair_first = _encoder("encode_most_frequent_pair_first", lambda candidates, merges: max(candidates, key=candidates.get))
-encode_latest_merge_first = _encoder("encode_latest_merge_first", lambda candidates, merges: max(candidates, key=merges.get))
+encode_most_frequent_pair_first = _encoder("encode_most_frequent_pair_first",
+                                           lambda candidates, merges: max(candidates, key=candidates.get))
+encode_latest_merge_first = _encoder("encode_latest_merge_first",
+                                     lambda candidates, merges: max(candidates, key=merges.get))
 
 
 def encode_without_splitting(text, merges):  # merges pairs across word boundaries

@@ -397,7 +397,8 @@ _RIGHT_PARTS = ("rmsnorm = model.rmsnorm\n"
 
 @pytest.mark.parametrize("name", ["block", "forward"])
 def test_a_failing_block_or_forward_names_the_learners_failing_rope_as_the_likely_cause(name):
-    namespace = _namespace_with(_RIGHT_PARTS + "def apply_rope(x, cos, sin):\n    return model.apply_rope(x, cos, -sin)\n")
+    wrong_rope = "def apply_rope(x, cos, sin):\n    return model.apply_rope(x, cos, -sin)\n"  # turns the wrong way
+    namespace = _namespace_with(_RIGHT_PARTS + wrong_rope)
     with pytest.raises(AssertionError) as failure:
         getattr(check, name)(namespace[name])
     assert str(failure.value).endswith(

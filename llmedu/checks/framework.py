@@ -94,8 +94,8 @@ def _likely_cause(function, name: str, uses: tuple[str, ...]) -> str:
     if _QUIET["depth"] or not uses:
         return ""
     namespace = getattr(_python_function(function), "__globals__", {})
-    failing = [used for used in uses
-               if callable(namespace.get(used)) and _calls(function, used, set()) and not _passes(used, namespace[used])]
+    called = [used for used in uses if callable(namespace.get(used)) and _calls(function, used, set())]
+    failing = [used for used in called if not _passes(used, namespace[used])]
     # A failing part that calls another failing part (block calls apply_rope) is explained by that one.
     causes = [used for used in failing if not any(other != used and _calls(namespace[used], other, set())
                                                   for other in failing)]
@@ -330,9 +330,10 @@ def _show(value, limit: int = 100) -> str:
         open_, close_ = "[]" if isinstance(value, list) else "()"
         return f"{open_}{', '.join(items)}, ...{close_} ({len(value)} items)"
     text = repr(value)
-    if is_dataclass(value):  # a config: every field matters
+    if is_dataclass(value) or len(text) <= limit:  # a config is shown whole: every field matters
         return text
-    return text if len(text) <= limit else f"{text[:limit - 5]} ...{text[-1]} ({len(value) if hasattr(value, '__len__') else len(text)} long)"
+    length = len(value) if hasattr(value, "__len__") else len(text)
+    return f"{text[:limit - 5]} ...{text[-1]} ({length} long)"
 
 
 def _show_array(value: np.ndarray) -> str:

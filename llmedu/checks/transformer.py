@@ -26,10 +26,6 @@ def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _softmax_overflows_without_max(scores: np.ndarray) -> bool:
-    return bool(np.nanmax(scores) > 710)  # exp(710) is past float64's largest value
-
-
 @exercise("2.1", "RMSNorm")
 def rmsnorm(learner) -> int:
     rng = _rng()
@@ -83,7 +79,8 @@ def _check_attention(learner, seed: int, grouped: bool) -> int:
     n_cases = 0
     for q, k, v in _attention_cases(seed, grouped):
         group = q.shape[1] // k.shape[1]
-        mistakes = [(lambda: model.attention(q[None], np.tile(k, (1, group, 1))[None], np.tile(v, (1, group, 1))[None])[0],
+        interleaved_k, interleaved_v = (np.tile(a, (1, group, 1)) for a in (k, v))  # kv head h % n_kv_heads
+        mistakes = [(lambda: model.attention(q[None], interleaved_k[None], interleaved_v[None])[0],
                      "query head h shares kv head h // (n_heads // n_kv_heads): a group is consecutive query heads "
                      "(np.repeat), not every n_kv_heads-th one (np.tile)"),
                     (lambda: _attention_without_mask(q, np.repeat(k, group, 1), np.repeat(v, group, 1)),
@@ -171,7 +168,8 @@ def matvec(learner) -> int:
     import numba
 
     if not numba.config.DISABLE_JIT and not isinstance(learner.function, numba.core.dispatcher.Dispatcher):
-        raise AssertionError("Exercise 2.8 (a Numba kernel): decorate your function with @numba.njit so Numba compiles it.")
+        raise AssertionError("Exercise 2.8 (a Numba kernel): decorate your function with @numba.njit "
+                             "so Numba compiles it.")
     rng = _rng(8)
     shapes = [(1, 1), (3, 5), (4, 4), (64, 48), (300, 7)]  # (4, 4): w[j, i] for w[i, j] gives wrong numbers
     for rows, cols in shapes:
@@ -194,14 +192,19 @@ def attend_cached(learner) -> int:
             with np.errstate(over="ignore", invalid="ignore"):
                 learner.expect_close(args, expected[pos], learner.call(*args))
             n_cases += 1
-        for name, cache, new in (("keys", keys, k), ("values", values, v)):
-            stored = np.isclose(cache[:T], new).all(axis=(1, 2))  # (T,): is row pos this position's k_new/v_new?
-            if not stored.all():
-                raise AssertionError(
-                    f"Exercise 2.9 (attention with a KV cache): after the last step (T={T}), {name}[{np.argmin(stored)}] "
-                    f"does not hold position {np.argmin(stored)}'s {'k_new' if name == 'keys' else 'v_new'}: "
-                    "store each position's k_new and v_new at row pos of the cache.")
+        _expect_cache_filled(keys, k, "keys", "k_new")
+        _expect_cache_filled(values, v, "values", "v_new")
     return n_cases
+
+
+def _expect_cache_filled(cache: np.ndarray, new: np.ndarray, name: str, new_name: str) -> None:
+    """After T steps, row pos of the cache must hold step pos's new entry, for every pos < T."""
+    stored = np.isclose(cache[:len(new)], new).all(axis=(1, 2))  # (T,)
+    if not stored.all():
+        pos = int(np.argmin(stored))
+        raise AssertionError(
+            f"Exercise 2.9 (attention with a KV cache): after {len(new)} steps, {name}[{pos}] does not hold "
+            f"step {pos}'s {new_name}: store each step's k_new and v_new at row pos of the cache, in place.")
 
 
 @exercise("2.10", "top-p (nucleus) filter")

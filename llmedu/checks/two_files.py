@@ -82,7 +82,8 @@ def sample_token(learner) -> int:
         if learner_rng.random() != expected_rng.random():
             uses = "must not use the rng at temperature 0" if temperature == 0 else \
                 "must draw once, with rng.choice(len(probs), p=probs)"
-            learner.fail_because(args, f"the token is right, but the rng was left in another state: sample_token {uses}")
+            learner.fail_because(args, f"the token is right, but the rng was left in another state: "
+                                       f"sample_token {uses}")
     return len(_SAMPLE_CASES)
 
 
@@ -132,7 +133,8 @@ def _contexts(prompt: list, new_tokens, context_len: int) -> list:
 @exercise("0.3", "the generation loop", uses=("sample_token",))
 def generate(learner) -> int:
     for prompt, n_new, temperature, seed, context_len in _GENERATE_CASES:
-        args = (Shown("next_logits"), list(prompt), n_new, temperature, Shown(f"np.random.default_rng({seed})"), context_len)
+        rng_made = Shown(f"np.random.default_rng({seed})")
+        args = (Shown("next_logits"), list(prompt), n_new, temperature, rng_made, context_len)
         expected_seen, learner_seen = [], []
 
         def recording(seen):
@@ -147,7 +149,8 @@ def generate(learner) -> int:
         actual = learner.call(recording(learner_seen), given_prompt, n_new, temperature,
                               np.random.default_rng(seed), context_len, shown=args)
         if given_prompt != prompt:
-            learner.fail(args, prompt, given_prompt, "your function changed the prompt list it was given; copy it first")
+            learner.fail(args, prompt, given_prompt,
+                         "your function changed the prompt list it was given; copy it first")
         too_long = [ids for ids in learner_seen if len(ids) > context_len]
         if too_long:
             learner.fail(args, f"at most {context_len} ids per call", too_long[0],
