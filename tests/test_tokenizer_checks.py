@@ -1,5 +1,6 @@
 """Lesson 01's checks reject the mistakes learners make, and their messages point at the mistake."""
 
+import numpy as np
 import pytest
 import regex
 
@@ -205,3 +206,8 @@ def test_a_failure_summarises_the_merges_and_the_vocabulary_by_their_size():
     first_line = str(failure.value).splitlines()[0]
     assert "vocab=dict of 280 entries {0: b'\\x00'" in first_line
     assert len(first_line) < 250
+
+
+def test_an_array_where_a_list_is_expected_is_named_as_the_mistake():
+    with pytest.raises(AssertionError, match="the result should be a list, got ndarray"):
+        check.encode(lambda text, merges: np.array(bpe.encode(text, merges)))

@@ -167,3 +167,11 @@ def test_a_generate_that_calls_a_wrong_sample_token_names_it_as_the_likely_cause
          "    return ids[len(prompt_ids):]\n", namespace)
     with pytest.raises(AssertionError, match=r"(?s)^Exercise 0\.3 .*Likely cause: your sample_token \(exercise 0\.2\)"):
         check.generate(namespace["generate"])
+
+
+def test_an_overflow_that_makes_the_sampler_raise_is_told_to_subtract_the_maximum():
+    with np.errstate(all="ignore"), pytest.raises(AssertionError) as failure:
+        check.sample_token(sample_without_max_subtraction)
+    message = str(failure.value)
+    assert message.startswith("Exercise 0.2 (sample one token): for logits=array([1000., 999., 0.]), temperature=1.0, ")
+    assert "subtract the largest value before exp" in message

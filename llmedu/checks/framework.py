@@ -29,6 +29,7 @@ import copy
 import functools
 import inspect
 import io
+import re
 import warnings
 from dataclasses import dataclass, is_dataclass
 
@@ -78,7 +79,7 @@ def exercise(number: str, title: str, uses: tuple[str, ...] = ()):
                 hint = _likely_cause(learner_function, name, uses)
                 if not hint:
                     raise
-                raise AssertionError(f"{failure}\n  {hint}") from failure
+                raise AssertionError(f"{failure}\n  {hint}") from failure.__cause__  # the learner's error, if any
             print(f"Exercise {number} ({title}): passed all {n_cases} cases.")
 
         _CHECKS[name] = run
@@ -115,7 +116,7 @@ def _passes(name: str, learner_function) -> bool:
             warnings.simplefilter("ignore")
             _CHECKS[name](learner_function)
         return True
-    except AssertionError:
+    except Exception:  # an AssertionError, or a check tripped up by a strange answer: either way, not passing
         return False
     finally:
         _QUIET["depth"] -= 1
@@ -175,7 +176,7 @@ class _Reporter:
         try:
             return self.function(*args)
         except Exception as error:  # the learner's bug, reported as a failed case
-            hint = f"\n  {_OVERFLOW_HINT}" if "nan" in str(error).lower() else ""
+            hint = f"\n  {_OVERFLOW_HINT}" if re.search(r"\bnan\b", str(error), re.IGNORECASE) else ""
             raise AssertionError(
                 f"{self._lead(args if shown is None else shown)}\n"
                 f"  your function raised {type(error).__name__}: {error}{hint}"
@@ -196,7 +197,7 @@ class _Reporter:
     def expect(self, args: tuple, expected, actual=_COMPUTE) -> None:
         """Compare the learner's answer for ``args`` (computed here unless given) for equality."""
         actual = self.call(*args) if actual is _COMPUTE else actual
-        if actual != expected:
+        if not _equal(actual, expected):
             self.fail(args, expected, actual, _first_difference(expected, actual))
 
     def expect_close(self, args: tuple, expected: np.ndarray, actual=_COMPUTE, rtol=1e-5, atol=1e-6,
@@ -233,6 +234,13 @@ class _Reporter:
         shown = [_show(next((before for arg, before in self._before if arg is value), value)) for value in args]
         names = self._names if len(args) <= len(self._names) else [""] * len(args)  # defaults may be left out
         return ", ".join(f"{name}={text}" if name else text for name, text in zip(names, shown))
+
+
+def _equal(actual, expected) -> bool:
+    try:
+        return bool(actual == expected)
+    except (ValueError, TypeError):  # e.g. a numpy array where a list is expected: not the same answer
+        return False
 
 
 def _parameter_names(function) -> list[str]:
@@ -290,6 +298,8 @@ def _numbers(want, got) -> tuple[str, str]:
 
 def _first_difference(expected, actual) -> str:
     """Where two sequences or dicts first disagree, with both values there; empty for other values."""
+    if isinstance(expected, (list, str, bytes, dict)) and not isinstance(actual, type(expected)):
+        return f"the result should be a {type(expected).__name__}, got {type(actual).__name__}"
     if isinstance(expected, (list, str, bytes)) and type(actual) is type(expected):
         for position, (want, got) in enumerate(zip(expected, actual)):
             if want != got:
