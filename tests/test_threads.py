@@ -151,3 +151,22 @@ def test_apply_without_arguments_decides_once():
             "assert t.apply() == first, (t.apply(), first); print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, ENV: "1"})
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# ------------------------------------------------------------ the command --
+
+def llmedu_command(*args, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmedu.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("flag", ["info", "--version"])
+def test_info_and_version_report_the_threads_and_why(flag):
+    done = llmedu_command(flag, env={ENV: "1"})
+    assert done.returncode == 0, done.stderr
+    assert "threads: 1 (LLMEDU_THREADS=1" in done.stdout and "BLAS 1, Numba 1" in done.stdout
+
+
+def test_info_with_a_bad_variable_fails_with_the_fix():
+    done = llmedu_command("info", env={ENV: "lots"})
+    assert done.returncode == 2 and "whole number of at least 1" in done.stderr
