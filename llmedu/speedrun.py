@@ -103,15 +103,21 @@ def _timed(fn, *args, **kwargs):
     return time.perf_counter() - start, result
 
 
+def pretrain_config(sizes: dict, data: Path, seed: int, out: Path) -> TrainConfig:
+    """The speedrun's training recipe for ``SIZES[quick]`` (benchmarks/bench_threads.py times it too)."""
+    z = sizes
+    return TrainConfig(
+        data=str(data), tokenizer="bpe", vocab_size=z["vocab_size"], n_layers=z["n_layers"],
+        n_heads=z["n_heads"], dim=z["dim"], hidden_dim=z["hidden_dim"], seq_len=z["seq_len"],
+        batch_size=z["batch_size"], max_iters=z["max_iters"], lr=2e-3, min_lr=2e-4, warmup_iters=z["max_iters"] // 20,
+        eval_interval=z["eval_interval"], eval_iters=10, seed=seed, out=str(out),
+    )
+
+
 def pretrain_stage(run: Run) -> dict:
     """Pretrain the default model on the world, measuring fact recall at every evaluation."""
     z, world = run.sizes, run.state["world"]
-    config = TrainConfig(
-        data=str(run.state["world_path"]), tokenizer="bpe", vocab_size=z["vocab_size"], n_layers=z["n_layers"],
-        n_heads=z["n_heads"], dim=z["dim"], hidden_dim=z["hidden_dim"], seq_len=z["seq_len"],
-        batch_size=z["batch_size"], max_iters=z["max_iters"], lr=2e-3, min_lr=2e-4, warmup_iters=z["max_iters"] // 20,
-        eval_interval=z["eval_interval"], eval_iters=10, seed=run.seed, out=str(run.out_dir / "model"),
-    )
+    config = pretrain_config(z, run.state["world_path"], run.seed, run.out_dir / "model")
     people = world.people[: z["recall_people"]]
     shutil.rmtree(config.out, ignore_errors=True)  # a speedrun starts from nothing, also when run again
 
