@@ -143,7 +143,7 @@ def playground_tokens(page) -> list[str]:
 def test_lesson_01_runs_in_the_browser_and_its_playground_follows_typing(page, jupyterlab):
     _, tmp_path = jupyterlab
     run_all_cells(page)
-    page.screenshot(path=tmp_path / "lesson01_after_run_all.png", full_page=True)
+    page.screenshot(path=tmp_path / "lesson01_after_run_all.png")
 
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
                           ":has-text('Traceback')")
@@ -164,5 +164,5 @@ def test_lesson_01_runs_in_the_browser_and_its_playground_follows_typing(page, j
         " return ids.length > 0 && ids.join(',') !== before.join(','); }", arg=[PLAYGROUND_SPANS, before],
         timeout=20_000)
     after = playground_tokens(page)
-    page.screenshot(path=tmp_path / "lesson01_after_typing.png", full_page=True)
+    page.locator(".jp-OutputArea-output:has(.widget-textarea)").screenshot(path=tmp_path / "lesson01_playground.png")
     assert after != before and len(after) >= len(TYPED.split()), (before, after)
