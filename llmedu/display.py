@@ -97,12 +97,16 @@ def tokens_text(tokenizer, text: str, *, allowed_special=()) -> str:
     return "\n".join(lines)
 
 
+def _part_html(text: str, is_bytes: bool) -> str:
+    """One part of a token as HTML; bytes in grey italics, so they do not pass for typed text like ``<|``."""
+    if is_bytes:
+        return f'<i style="color:#555">{html.escape(f"<{text}>").replace(" ", "&nbsp;")}</i>'
+    return html.escape(text).replace(" ", "&nbsp;").replace("\n", "\\n<br>")
+
+
 def _token_span(token_id: int, data: bytes, colour: str) -> str:
     """One token as a coloured <span>; its title is the id (shown on hover)."""
-    shown = "".join(
-        html.escape(f"<{text}>" if is_bytes else text).replace(" ", "&nbsp;").replace("\n", "\\n<br>")
-        for text, is_bytes in readable_parts(data)
-    )
+    shown = "".join(_part_html(text, is_bytes) for text, is_bytes in readable_parts(data))
     return f'<span title="{token_id}" style="background:{colour};padding:1px 0">{shown}</span>'
 
 

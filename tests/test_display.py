@@ -92,6 +92,12 @@ def test_html_view_shows_partial_characters_as_escaped_bytes(tokenizer):
     assert "&lt;f0&nbsp;9f&gt;" in markup and "\ufffd" not in markup
 
 
+def test_html_view_sets_bytes_apart_from_typed_text_that_looks_alike(tokenizer):
+    typed = views.tokens_html(tokenizer, "<e4>")
+    real = views.tokens_html(tokenizer, "你")  # three byte tokens, e4 bd a0
+    assert "<i " not in typed and real.count("<i ") == 3
+
+
 # ------------------------------------------------------------ one output --
 
 def test_widget_with_text_keeps_the_widget_and_replaces_its_text():
