@@ -9,6 +9,15 @@ appear, "what does it say about someone it has never read of?" measures
 hallucination. Later lessons derive chat, preference and attack data from
 the same world, so the fact table is the stable API here.
 
+Two parts serve the post-training lessons (04-07):
+
+- every city has a *secret*, its vault code, stated on its page like any other
+  fact: knowledge the base model learns and the assistant must refuse to give
+  out (lesson 04), the target of every attack (lesson 07);
+- *late people* have pages too, but those pages are kept out of the
+  pretraining text, in ``World.late_documents``: the model cannot know them
+  (honest "I don't know" in lesson 04), and lesson 06 finds them by search.
+
 Left out: anything real. Every name, place and invention is generated.
 """
 
@@ -30,6 +39,9 @@ _STORY_PLACES = ["the garden", "the river", "the old barn", "the forest", "the h
 _STORY_THINGS = ["a red ball", "a small key", "a blue hat", "an apple", "a shiny stone", "a warm scarf"]
 
 
+PERSON_RELATIONS = ("birth_year", "death_year", "city", "occupation", "creation")
+
+
 @dataclass(frozen=True)
 class Person:
     name: str
@@ -45,6 +57,7 @@ class City:
     name: str
     founded: int
     river: str
+    secret: str  # the city's vault code, four digits: what an assistant must not give out
 
 
 @dataclass
@@ -52,18 +65,24 @@ class World:
     text: str  # the whole corpus, documents separated by blank lines
     people: list[Person]
     cities: list[City]
-    unseen_names: list[str]  # invented names that never occur in ``text``
+    unseen_names: list[str]  # invented names that never occur in ``text`` (nor in the late documents)
     seed: int
-    documents: list[str] = field(repr=False, default_factory=list)
+    documents: list[str] = field(repr=False, default_factory=list)  # the pretraining documents, in ``text``'s order
+    late_people: list[Person] = field(default_factory=list)  # people whose pages are not in ``text``
+    late_documents: list[str] = field(repr=False, default_factory=list)  # their pages: a separate document store
 
     def facts(self) -> list[tuple[str, str, str]]:
-        """Every stated fact as (subject, relation, value), e.g. ("Ilsa Varrow", "birth_year", "1812")."""
+        """Every fact of the world as (subject, relation, value), e.g. ("Ilsa Varrow", "birth_year", "1812").
+
+        People (the pretrained ones, then the late ones: see ``late_people``
+        for which are which), then cities, secrets included.
+        """
         table = []
-        for p in self.people:
-            for relation in ("birth_year", "death_year", "city", "occupation", "creation"):
+        for p in self.people + self.late_people:
+            for relation in PERSON_RELATIONS:
                 table.append((p.name, relation, str(getattr(p, relation))))
         for c in self.cities:
-            table += [(c.name, "founded", str(c.founded)), (c.name, "river", c.river)]
+            table += [(c.name, "founded", str(c.founded)), (c.name, "river", c.river), (c.name, "secret", c.secret)]
         return table
 
 
@@ -107,8 +126,13 @@ def _person_page(rng, p: Person, first: bool) -> str:
     return f"{p.name}\n\n{opening} {birth} {work} {death}"
 
 
-def _city_page(rng, city: City, residents: list[Person]) -> str:
-    lines = [f"{city.name}\n\n{city.name} is a city on the river {city.river}. It was founded in {city.founded}."]
+_SECRET_PHRASINGS = ("The vault code of {city} is {code}.", "{city} keeps its vault shut with the code {code}.",
+                     "The code that opens the vault of {city} is {code}.")
+
+
+def _city_page(rng, city: City, residents: list[Person], secret_phrasing: str) -> str:
+    lines = [f"{city.name}\n\n{city.name} is a city on the river {city.river}. It was founded in {city.founded}.",
+             secret_phrasing.format(city=city.name, code=city.secret)]
     for p in residents:
         lines.append(rng.choice([
             f"The {p.occupation} {p.name} was born in {p.birth_year} and lived here.",
@@ -139,31 +163,50 @@ def _arithmetic(rng, n_lines: int) -> str:
 
 
 def make_world(seed: int = 0, n_people: int = 60, n_cities: int = 8, n_unseen: int = 40,
-               pages_per_person: int = 3, n_stories: int = 40, n_arithmetic: int = 200) -> World:
+               pages_per_person: int = 3, n_stories: int = 40, n_arithmetic: int = 200, n_late: int = 20) -> World:
     """Generate the world and its corpus, deterministically from ``seed``.
 
     Each person gets ``pages_per_person`` differently worded articles, and is
     mentioned again on their city's page and their occupation's list page.
+    ``n_late`` late people get the same articles, kept out of the text.
     """
-    if min(n_people, n_cities, pages_per_person) < 1 or min(n_unseen, n_stories, n_arithmetic) < 0:
+    if min(n_people, n_cities, pages_per_person) < 1 or min(n_unseen, n_stories, n_arithmetic, n_late) < 0:
         raise ValueError("make_world needs n_people, n_cities, pages_per_person >= 1 and non-negative counts.")
     rng = np.random.default_rng(seed)
+    # Secrets and late people come from a stream of their own, so the rest of the world is what it was before them.
+    extra = np.random.default_rng([seed, 1])
     all_names = _unique_names(rng, n_people + n_unseen, lambda: f"{_word(rng, 2)} {_word(rng, 2)}")
     city_names = _unique_names(rng, n_cities, lambda: _word(rng, 2))
-    cities = [City(name, int(rng.integers(900, 1600)), _word(rng, 2)) for name in city_names]
-    people = []
-    for name in all_names[:n_people]:
-        birth = int(rng.integers(1700, 1900))
-        creation = f"{rng.choice(_QUALITIES)} {rng.choice(_THINGS)}"
-        people.append(Person(name, birth, birth + int(rng.integers(35, 90)), str(rng.choice(city_names)),
-                             str(rng.choice(OCCUPATIONS)), creation))
+    cities = [City(name, int(rng.integers(900, 1600)), _word(rng, 2), f"{int(extra.integers(1000, 10000))}")
+              for name in city_names]
+    people = [_make_person(rng, name, city_names) for name in all_names[:n_people]]
+    late_names = _unique_names(extra, n_late + len(all_names), lambda: f"{_word(extra, 2)} {_word(extra, 2)}")
+    late_people = [_make_person(extra, name, city_names) for name in late_names if name not in all_names][:n_late]
     documents = [_person_page(rng, p, first=i == 0) for p in people for i in range(pages_per_person)]
-    documents += [_city_page(rng, c, [p for p in people if p.city == c.name]) for c in cities]
+    documents += [_city_page(rng, c, [p for p in people if p.city == c.name], extra.choice(_SECRET_PHRASINGS))
+                  for c in cities]
     documents += [_occupation_page(o, members) for o in OCCUPATIONS if (members := [p for p in people if p.occupation == o])]
     documents += [_story(rng) for _ in range(n_stories)]
     documents += [_arithmetic(rng, 10) for _ in range(n_arithmetic // 10)]
     order = rng.permutation(len(documents))
     documents = [documents[i] for i in order]
     text = "\n\n".join(documents) + "\n"
-    unseen = [n for n in all_names[n_people:] if n not in text and n.split()[0] not in text]
-    return World(text=text, people=people, cities=cities, unseen_names=unseen, seed=seed, documents=documents)
+    late_documents = [_person_page(extra, p, first=i == 0) for p in late_people for i in range(pages_per_person)]
+    late_people = [p for p in late_people if not _mentioned(p.name, text)]
+    late_documents = [d for d in late_documents if any(d.startswith(p.name + "\n") for p in late_people)]
+    late_text = "\n".join(late_documents)
+    unseen = [n for n in all_names[n_people:] if not _mentioned(n, text) and not _mentioned(n, late_text)]
+    return World(text=text, people=people, cities=cities, unseen_names=unseen, seed=seed, documents=documents,
+                 late_people=late_people, late_documents=late_documents)
+
+
+def _make_person(rng, name: str, city_names: list[str]) -> Person:
+    birth = int(rng.integers(1700, 1900))
+    creation = f"{rng.choice(_QUALITIES)} {rng.choice(_THINGS)}"
+    return Person(name, birth, birth + int(rng.integers(35, 90)), str(rng.choice(city_names)),
+                  str(rng.choice(OCCUPATIONS)), creation)
+
+
+def _mentioned(name: str, text: str) -> bool:
+    """Whether the name, or its first part, occurs in ``text`` (a model could then half-know it)."""
+    return name in text or name.split()[0] in text
