@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from llmedu import check
+from llmedu import backward, check
 
 
 def naive_cross_entropy(logits, targets):  # no max subtraction: overflows on large logits
@@ -50,6 +50,56 @@ def adam_with_eps_inside_the_square_root(p, g, m, v, t, lr, beta1, beta2, eps, w
     return p - lr * (m / (1 - beta1 ** t)) / np.sqrt(v / (1 - beta2 ** t) + eps), m, v
 
 
+def summed_cross_entropy(logits, targets):  # the sum over rows, not the mean
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-log_probs[np.arange(len(targets)), targets].sum())
+
+
+def cross_entropy_shifted_on_one_side_only(logits, targets):  # subtracts the max in the log-sum-exp, not the logit
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    picked = logits[np.arange(len(targets)), targets]
+    return float(-(picked - np.log(np.exp(shifted).sum(axis=-1))).mean())
+
+
+def finite_difference_without_the_two(f, x, eps=1e-6):  # (f(x + eps) - f(x - eps)) / eps: twice the gradient
+    return 2 * _central(f, x, eps)
+
+
+def cross_entropy_backward_wrong_sign(logits, targets):
+    return -backward.cross_entropy_backward(logits, targets, np.ones(len(targets)))
+
+
+def cross_entropy_backward_without_max(logits, targets):  # exp(1000) overflows
+    probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    probs[np.arange(len(targets)), targets] -= 1
+    return probs / len(targets)
+
+
+def linear_backward_dw_transposed(dout, x, w):  # x.T @ dout is (in, out); w is (out, in)
+    return dout @ w, x.reshape(-1, x.shape[-1]).T @ dout.reshape(-1, dout.shape[-1])
+
+
+def rmsnorm_backward_dweight_per_position(dout, x, weight, eps):  # dweight not summed over positions
+    dx, _ = backward.rmsnorm_backward(dout, x, weight, eps)
+    r = 1 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    return dx, dout * x * r
+
+
+def adam_with_l2_in_the_gradient(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay):  # Adam + L2, not AdamW
+    g = g + weight_decay * p
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    return p - lr * (m / (1 - beta1 ** t)) / (np.sqrt(v / (1 - beta2 ** t)) + eps), m, v
+
+
+def adam_decaying_after_the_step(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay):
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    p = p - lr * (m / (1 - beta1 ** t)) / (np.sqrt(v / (1 - beta2 ** t)) + eps)
+    return p * (1 - lr * weight_decay), m, v
+
+
 @pytest.mark.parametrize(("run_check", "mistake"), [
     (check.cross_entropy, naive_cross_entropy),
     (check.finite_difference, forward_difference),
@@ -58,6 +108,15 @@ def adam_with_eps_inside_the_square_root(p, g, m, v, t, lr, beta1, beta2, eps, w
     (check.rmsnorm_backward, rmsnorm_backward_ignoring_r),
     (check.adamw_update, adam_without_bias_correction),
     (check.adamw_update, adam_with_eps_inside_the_square_root),
+    (check.cross_entropy, summed_cross_entropy),
+    (check.cross_entropy, cross_entropy_shifted_on_one_side_only),
+    (check.finite_difference, finite_difference_without_the_two),
+    (check.cross_entropy_backward, cross_entropy_backward_wrong_sign),
+    (check.cross_entropy_backward, cross_entropy_backward_without_max),
+    (check.linear_backward, linear_backward_dw_transposed),
+    (check.rmsnorm_backward, rmsnorm_backward_dweight_per_position),
+    (check.adamw_update, adam_with_l2_in_the_gradient),
+    (check.adamw_update, adam_decaying_after_the_step),
 ], ids=lambda value: getattr(value, "__name__", ""))
 def test_the_check_rejects_a_typical_mistake(run_check, mistake):
     with np.errstate(all="ignore"), pytest.raises(AssertionError, match="Exercise 3"):
@@ -88,3 +147,21 @@ def test_the_finite_difference_check_rejects_a_step_that_ignores_eps():
 
 def test_the_finite_difference_check_accepts_a_central_difference_that_honours_eps():
     check.finite_difference(lambda f, x, eps=1e-6: _central(f, x, eps))
+
+
+def test_the_checks_accept_the_references(capsys):
+    ones = np.ones  # the library's functions take per-row weights; the exercises do not
+    check.cross_entropy(lambda logits, targets: backward.cross_entropy(logits, targets, ones(len(targets))))
+    check.cross_entropy_backward(
+        lambda logits, targets: backward.cross_entropy_backward(logits, targets, ones(len(targets))))
+    check.linear_backward(backward.linear_backward)
+    check.rmsnorm_backward(backward.rmsnorm_backward)
+    assert capsys.readouterr().out.count("passed all") == 4
+
+
+def test_a_wrong_gradient_names_the_array_and_its_first_wrong_index():
+    with pytest.raises(AssertionError) as failure:
+        check.rmsnorm_backward(rmsnorm_backward_dweight_per_position)
+    message = str(failure.value)
+    assert message.startswith("Exercise 3.5 (RMSNorm backward): for dout=array(")
+    assert "dweight should have shape (1,)" in message

@@ -66,7 +66,8 @@ def finite_difference(learner) -> int:
         args = (f, x) if eps is None else (f, x, eps)
         actual = learner.call(*args)
         if not np.array_equal(x, before):
-            learner.fail(args, before, x, ": x must be the same after the call (restore each entry you nudge)")
+            learner.expect_close(args, before, x, rtol=0, atol=0,
+                                 what="x must be the same after the call (restore each entry you nudge), but it")
         learner.expect_close(args, gradient(x), actual, rtol=1e-7, atol=1e-8, what="the gradient")
     return len(cases)
 
@@ -84,7 +85,7 @@ def _expect_arrays(learner, args: tuple, expected: tuple, names: tuple, rtol=1e-
     """The learner returns several arrays; compare each, naming the first that is wrong."""
     actual = learner.call(*(a.copy() if isinstance(a, np.ndarray) else a for a in args))
     if not isinstance(actual, tuple) or len(actual) != len(names):
-        learner.fail(args, expected, actual, f": return a tuple ({', '.join(names)})")
+        learner.fail(args, expected, actual, f"return a tuple ({', '.join(names)})")
     for name, want, got in zip(names, expected, actual):
         learner.expect_close(args, want, got, rtol=rtol, atol=atol, what=name)
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from llmedu import model
-from llmedu.checks.framework import exercise
+from llmedu.checks.framework import Shown, exercise
 from llmedu.model import ModelConfig
 
 _CONFIGS = [
@@ -73,17 +73,17 @@ _SAMPLE_CASES = [  # (logits, temperature, seed of the rng)
 @exercise("0.2", "sample one token")
 def sample_token(learner) -> int:
     for logits, temperature, seed in _SAMPLE_CASES:
-        args = (logits, temperature, f"np.random.default_rng({seed})")
+        args = (logits, temperature, Shown(f"np.random.default_rng({seed})"))
         expected_rng, learner_rng = np.random.default_rng(seed), np.random.default_rng(seed)
         expected = _sample_reference(logits.copy(), temperature, expected_rng)
-        actual = learner.call(logits.copy(), temperature, learner_rng)
+        actual = learner.call(logits.copy(), temperature, learner_rng, shown=args)
         learner.expect(args, expected, actual)
         # The same rng must be left in the same state: one draw per sampled token, none when greedy.
         if learner_rng.random() != expected_rng.random():
             uses = "must not use the rng at temperature 0" if temperature == 0 else \
                 "must draw once, with rng.choice(len(probs), p=probs)"
-            learner.fail(args, "the rng advanced by exactly the reference's draws", "a different number of draws",
-                         f": the token is right, but sample_token {uses}")
+            learner.fail_because(args, f"the token is right, but the rng was left in another state: "
+                                       f"sample_token {uses}")
     return len(_SAMPLE_CASES)
 
 
@@ -130,10 +130,11 @@ def _contexts(prompt: list, new_tokens, context_len: int) -> list:
     return [(list(prompt) + new_tokens[:i])[-context_len:] for i in range(len(new_tokens))]
 
 
-@exercise("0.3", "the generation loop")
+@exercise("0.3", "the generation loop", uses=("sample_token",))
 def generate(learner) -> int:
     for prompt, n_new, temperature, seed, context_len in _GENERATE_CASES:
-        args = ("next_logits", list(prompt), n_new, temperature, f"np.random.default_rng({seed})", context_len)
+        rng_made = Shown(f"np.random.default_rng({seed})")
+        args = (Shown("next_logits"), list(prompt), n_new, temperature, rng_made, context_len)
         expected_seen, learner_seen = [], []
 
         def recording(seen):
@@ -146,20 +147,21 @@ def generate(learner) -> int:
                                        np.random.default_rng(seed), context_len)
         given_prompt = list(prompt)
         actual = learner.call(recording(learner_seen), given_prompt, n_new, temperature,
-                              np.random.default_rng(seed), context_len)
+                              np.random.default_rng(seed), context_len, shown=args)
         if given_prompt != prompt:
-            learner.fail(args, prompt, given_prompt, ": your function changed the prompt list it was given; copy it first")
+            learner.fail(args, prompt, given_prompt,
+                         "your function changed the prompt list it was given; copy it first")
         too_long = [ids for ids in learner_seen if len(ids) > context_len]
         if too_long:
             learner.fail(args, f"at most {context_len} ids per call", too_long[0],
-                         ": next_logits was given more ids than context_len; pass only the last context_len")
+                         "next_logits was given more ids than context_len; pass only the last context_len")
         tokens = _as_ints(actual)
         if tokens != expected and learner_seen == _contexts(prompt, tokens, context_len):
-            learner.fail(args, expected, tokens, ": the loop feeds next_logits correctly, but the tokens it picks "
+            learner.fail(args, expected, tokens, "the loop feeds next_logits correctly, but the tokens it picks "
                                                  "differ: check your sample_token and the logits you pass it")
         if learner_seen != expected_seen:
             learner.fail(args, expected_seen, learner_seen,
-                         ": next_logits was called with different contexts (one call per new token, "
+                         "next_logits was called with different contexts (one call per new token, "
                          "each with the last context_len ids of prompt + tokens so far)")
         learner.expect(args, expected, tokens)
     return len(_GENERATE_CASES)
