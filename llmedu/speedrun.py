@@ -41,10 +41,10 @@ DEFAULT_SEED = 1337  # the seed of the shipped base model (and `llmedu speedrun`
 
 # Sizes of the default run (a few minutes on two cores) and of --quick (seconds).
 SIZES = {
-    False: dict(n_people=100, vocab_size=512, dim=128, n_layers=4, n_heads=4, hidden_dim=344, seq_len=64,
-                batch_size=16, max_iters=2500, eval_interval=500, recall_people=100),
-    True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=32,
-               batch_size=8, max_iters=60, eval_interval=30, recall_people=12),
+    False: dict(n_people=100, vocab_size=512, dim=128, n_layers=4, n_heads=4, hidden_dim=344, seq_len=256,
+                batch_size=4, max_iters=2500, eval_interval=500, recall_people=100),
+    True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=128,
+               batch_size=2, max_iters=60, eval_interval=30, recall_people=12),
 }
 
 
