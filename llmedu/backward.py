@@ -31,7 +31,9 @@ import math
 import numpy as np
 from numba import njit
 
-from . import model
+from . import model, threads
+
+threads.apply()  # BLAS and Numba threads for the CPUs this process may use, decided once (llmedu.threads)
 
 __all__ = ["loss_and_grads", "forward_loss", "loss_and_grads_reference",
            "linear_backward", "rmsnorm_backward", "rope_backward", "attention_forward", "attention_backward",

@@ -1,4 +1,4 @@
-"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``."""
+"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``, ``info``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,43 @@ def _grade(args) -> int:
             return 2
     print(json.dumps(as_dicts(grades), indent=2, ensure_ascii=False) if args.json else format_table(grades))
     return 0 if all(r.passed for graded in grades for r in graded.results) else 1
+
+
+def info_lines() -> list[str]:
+    """Versions, the machine, and the threads BLAS and Numba got and why (``llmedu info``; ``llmedu.threads``)."""
+    import platform
+
+    import numba
+    import numpy
+
+    from llmedu import __version__, threads
+
+    chosen = threads.apply()
+    return [f"llmedu {__version__}, numpy {numpy.__version__}, numba {numba.__version__}, "
+            f"Python {platform.python_version()} ({platform.machine()})",
+            f"threads: {chosen['threads']} ({chosen['threads_reason']})",
+            f"  BLAS {chosen['threads_blas']}, Numba {chosen['threads_numba']} "
+            f"(Numba's pool: {numba.config.NUMBA_NUM_THREADS}); os.cpu_count() says {chosen['cpu_count']}",
+            f"  override with {threads.ENV}=<n>"]
+
+
+def _info(args) -> int:
+    try:
+        print("\n".join(info_lines()))
+    except ValueError as err:  # a bad LLMEDU_THREADS; the message says how to fix it
+        print(f"llmedu info: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+class _Version(argparse.Action):
+    """``--version``: the same lines as ``llmedu info``, computed only when asked for."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print versions and the threads chosen, then exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(_info(namespace))
 
 
 # --pretrain flag -> TrainConfig field; nanoGPT's names where the two overlap
@@ -137,6 +174,7 @@ def _sample(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmedu", description="llmedu: an LLM from scratch, one lesson at a time.")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("speedrun", help="run the whole course pipeline and write a report under runs/")
@@ -181,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
     sample.add_argument("--seed", type=int, default=1337)
     sample.set_defaults(handler=_sample)
+
+    info = commands.add_parser("info", help="versions, and how many threads BLAS and Numba use and why")
+    info.set_defaults(handler=_info)
     return parser
 
 

@@ -30,7 +30,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import model
+from . import model, threads
+
+threads.apply()  # BLAS and Numba threads for the CPUs this process may use, decided once (llmedu.threads)
 
 __all__ = ["forward", "step", "prefill"]
 

@@ -8,7 +8,8 @@ import pytest
 
 REPORT_KEYS = ["val_loss", "bits_per_byte", "gzip_bits_per_byte", "bz2_bits_per_byte", "lzma_bits_per_byte",
                "fact_recall", "hallucination_rate", "n_params", "wall_s", "tokenizer_vocab_size",
-               "tokenizer_bytes_per_token", "train_tokens_per_s", "params_file_bytes"]
+               "tokenizer_bytes_per_token", "train_tokens_per_s", "params_file_bytes", "tokenizer_encode_mb_per_s",
+               "tokenizer_encode_compile_s", "threads", "threads_reason", "threads_blas", "threads_numba"]
 
 
 @pytest.fixture(scope="module")
