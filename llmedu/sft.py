@@ -133,3 +133,42 @@ def load_conversation_corpus(path, tokenizer, seq_len: int) -> ConversationCorpu
     train = pack(conversations[:cut], tokenizer, seq_len, names[:cut])
     val = pack(conversations[cut:], tokenizer, seq_len, names[cut:])
     return ConversationCorpus(tokenizer, *train, *val, sha256)
+
+
+def sft_config(base_file, data_file, out, *, steps: int = 300, lr: float = 1e-3, batch_size: int = 8,
+               seed: int = 1337, eval_interval: int | None = None):
+    """The TrainConfig that fine-tunes ``base_file`` on ``data_file``: the model's shape is read from the file.
+
+    No weight decay: fine-tuning nudges trained weights, and decaying them
+    towards zero would pull the model away from what pretraining stored.
+    """
+    from llmedu.checkpoint import load_params
+    from llmedu.train import TrainConfig
+
+    _, shape, _ = load_params(base_file)
+    return TrainConfig(
+        data=str(data_file), task="sft", init_from=str(base_file), dim=shape.dim, n_layers=shape.n_layers,
+        n_heads=shape.n_heads, n_kv_heads=shape.n_kv_heads, hidden_dim=shape.hidden_dim, seq_len=shape.max_seq_len,
+        batch_size=batch_size, max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=max(1, steps // 20),
+        weight_decay=0.0, eval_interval=eval_interval or max(1, steps // 4), eval_iters=5, seed=seed, out=str(out))
+
+
+def write_sft_files(out_dir, world, seed: int = 0):
+    """Write the world's SFT conversations to ``out_dir``: ``sft_train.jsonl`` and ``sft_eval.jsonl``.
+
+    Returns ``(train_path, eval_path, data)``. Every record keeps what it
+    tests (kind, subject, relation, expected, group) beside its conversation,
+    so the evaluation file can be scored on its own.
+    """
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from llmedu.sft_data import make_sft_data
+
+    data = make_sft_data(world, seed=seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = out_dir / "sft_train.jsonl", out_dir / "sft_eval.jsonl"
+    for path, examples in zip(paths, (data.train, data.eval)):
+        write_conversations(path, [asdict(example) for example in examples])
+    return (*paths, data)

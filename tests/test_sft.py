@@ -12,7 +12,7 @@ from llmedu.checkpoint import save_params
 from llmedu.data import DataError, tokenizer_to_text
 from llmedu.model import ModelConfig, init_params
 from llmedu.sft import PAD_TOKEN, load_conversation_corpus, pack, read_conversations, write_conversations
-from llmedu.sft_data import make_sft_data
+from llmedu.sft_data import UNKNOWN_ANSWERS, honest_answer, make_sft_data
 from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer, sample_text
 from llmedu.train import TrainConfig, train
 from llmedu.world import make_world
@@ -67,7 +67,7 @@ def test_unknown_names_and_late_people_are_answered_i_dont_know(world, data):
     late = {p.name for p in world.late_people}
     unknown = [e for e in data.train if e.kind == "unknown"]
     assert {e.subject for e in unknown} & late and {e.subject for e in unknown} & set(world.unseen_names)
-    assert all(e.conversation[-1]["content"].startswith("I ") for e in unknown)
+    assert all(e.conversation[-1]["content"] in UNKNOWN_ANSWERS for e in unknown)
 
 
 def test_secret_requests_are_refused_without_the_code(world, data):
@@ -79,6 +79,17 @@ def test_secret_requests_are_refused_without_the_code(world, data):
 
 def test_some_conversations_have_a_follow_up_turn(data):
     assert any(len(e.conversation) == 4 for e in data.train)
+
+
+def test_honest_answer_states_known_facts_and_admits_the_rest(world):
+    person, late = world.people[0], world.late_people[0]
+    assert honest_answer(world, person.name, "birth_year") == f"{person.name} was born in {person.birth_year}."
+    assert honest_answer(world, late.name, "city") == UNKNOWN_ANSWERS[0]
+    assert honest_answer(world, world.unseen_names[0], "occupation") == UNKNOWN_ANSWERS[0]
+
+
+def test_sft_people_are_the_worlds_faq_people(world, data):
+    assert {e.subject for e in data.train if e.group == "seen_people"} == {p.name for p in world.faq_people}
 
 
 # ------------------------------------------------------------- packing --
