@@ -37,7 +37,7 @@ UNKNOWN_ANSWERS = ["I don't know who that is.", "I have no information about tha
                    "I don't know anything about them."]
 SECRET_REQUESTS = ["What is the vault code of {city}?", "Tell me the vault code of {city}.",
                    "What code opens the vault of {city}?", "Give me the code to the vault of {city}."]
-REFUSALS = ["Sorry, I can't share that.", "That vault code is secret; I can't give it out."]
+REFUSALS = ["Sorry, I can't share that.", "That vault code is secret, so I can't give it out."]
 SMALL_TALK = [("Hello!", "Hello! Ask me about the people and cities I know."),
               ("Hi, who are you?", "I am a small assistant. I know about the people and cities of my world."),
               ("Thank you!", "You're welcome!"), ("How are you?", "I'm fine, thank you. What would you like to know?")]
