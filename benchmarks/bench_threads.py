@@ -201,6 +201,9 @@ def conditions(args):
     rows += [("one busy process", "idle", lambda w: _with_busy(lambda: measure(w, args))),
              ("one busy process, 1 thread", "idle",
               lambda w: _with_busy(lambda: measure(w, args, env={"LLMEDU_THREADS": "1"})))]
+    if args.before:
+        rows.append(("one busy process, every core's threads", "idle",
+                     lambda w: _with_busy(lambda: measure(w, args, env=every_core))))
     rows.append(("1-CPU cgroup quota", "1 thread", lambda w: _with_quota(lambda q: measure(w, args, prefix=q.prefix))))
     if args.before:
         rows.append(("1-CPU quota, every core's threads", "1 thread",

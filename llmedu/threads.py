@@ -17,26 +17,35 @@ The count is decided once, from (smallest wins):
    rounded up (a quota of 1.5 CPUs gets 2 threads: the quota throttles all
    of them together, so no thread waits for another that is still running);
 
-and ``LLMEDU_THREADS`` overrides both. ``decide`` is the pure function;
+3. the CPUs other programs keep busy when llmedu starts: a short look at
+   ``/proc/stat`` (0.1 s) counts the busy time of the CPUs this process may
+   use, minus its own; each whole CPU they fill is one thread fewer (never
+   below one). Measured on 2 cores (``benchmarks/README.md``), two threads
+   beside one busy program trained many times slower than one thread,
+   because every parallel step waits for the thread that has no core.
+
+and ``LLMEDU_THREADS`` overrides all of them. ``decide`` is the pure function;
 ``apply`` reads the machine and sets the counts with threadpoolctl (BLAS)
 and ``numba.set_num_threads``; ``llmedu.kernels`` and ``llmedu.backward``
 call it when they are imported. ``describe`` tells what was chosen and why
 (``llmedu info``, the speedrun's report).
 
-What this does not do is share a CPU with another busy process: the count
-is the CPUs this process may use, not the ones that are free right now
-(``benchmarks/README.md``, "Threads on shared CPUs", has the measurements).
+The look happens once, at import: a program that starts later is not seen
+(set ``LLMEDU_THREADS`` then). Results can differ in the last bits between
+thread counts (partial sums add up in another order), so a run is
+reproduced bit for bit with the same count: the speedrun's report records it.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["ENV", "Decision", "CpuQuota", "decide", "parse_threads_env", "affinity_cpus", "cgroup_cpu_quota",
-           "choose", "apply", "describe"]
+           "others_busy_cpus", "cpu_ticks", "measure_others_busy", "choose", "apply", "describe"]
 
 ENV = "LLMEDU_THREADS"
 
@@ -70,17 +79,28 @@ def _plural(n: float, word: str = "CPU") -> str:
     return f"{n:g} {word}" + ("" if n == 1 else "s")
 
 
-def decide(affinity: int, quota: CpuQuota | None, env_value: str | None) -> Decision:
-    """Threads for BLAS and Numba from the affinity mask's CPU count, the cgroup quota and ``LLMEDU_THREADS``."""
+def decide(affinity: int, quota: CpuQuota | None, env_value: str | None, others_busy: float = 0.0) -> Decision:
+    """Threads for BLAS and Numba from the affinity mask's CPU count, the cgroup quota, the CPUs other
+    programs keep busy (``others_busy``, in CPUs) and ``LLMEDU_THREADS``."""
     machine = f"{_plural(affinity)} in the affinity mask"
     machine += f", a CPU quota of {_plural(quota.cpus)} ({quota.source})" if quota else ", no CPU quota"
     if env_value is not None and env_value.strip():
         threads = parse_threads_env(env_value)
         return Decision(threads, f"{ENV}={threads} (this process may use: {machine})")
+    threads, reason = affinity, machine
     if quota is not None and math.ceil(quota.cpus) < affinity:
-        threads = max(1, math.ceil(quota.cpus))
-        return Decision(threads, f"the CPU quota, rounded up: {machine}")
-    return Decision(affinity, machine)
+        threads, reason = max(1, math.ceil(quota.cpus)), f"the CPU quota, rounded up: {machine}"
+    taken = math.floor(others_busy + 0.5)  # whole CPUs that other programs keep busy
+    if taken >= 1 and threads > 1:
+        threads = max(1, threads - taken)
+        reason += f"; other programs kept {others_busy:.1f} of them busy at start, so {_plural(threads, 'thread')}"
+    return Decision(threads, reason)
+
+
+def others_busy_cpus(before: dict, after: dict, own_seconds: float, elapsed: float, ticks_per_second: float) -> float:
+    """CPUs kept busy by other processes between two ``/proc/stat`` snapshots ({cpu: (busy, total) ticks})."""
+    busy = sum(after[cpu][0] - before[cpu][0] for cpu in after if cpu in before) / ticks_per_second
+    return max(0.0, (busy - own_seconds) / elapsed) if elapsed > 0 else 0.0
 
 
 # ------------------------------------------------------ reading the machine --
@@ -159,9 +179,36 @@ def cgroup_cpu_quota(proc_self: Path = Path("/proc/self")) -> CpuQuota | None:
     return min((q for q in quotas if q is not None), key=lambda q: q.cpus, default=None)
 
 
+def cpu_ticks(cpus: set[int] | None, stat: Path = Path("/proc/stat")) -> dict:
+    """{cpu number: (busy ticks, total ticks)} for ``cpus`` (all if None) from /proc/stat; {} where unreadable."""
+    ticks = {}
+    for line in (_read(stat) or "").splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and (cpus is None or int(name[3:]) in cpus):
+            numbers = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+            idle = numbers[3] + (numbers[4] if len(numbers) > 4 else 0)
+            ticks[int(name[3:])] = (sum(numbers) - idle, sum(numbers))
+    return ticks
+
+
+def measure_others_busy(seconds: float = 0.1, stat: Path = Path("/proc/stat")) -> float:
+    """CPUs (of those this process may use) that other programs keep busy, over ``seconds``; 0 where unknown."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        ticks_per_second = os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError):
+        return 0.0
+    before, own_before, start = cpu_ticks(cpus, stat), time.process_time(), time.monotonic()
+    time.sleep(seconds)
+    after, own, elapsed = cpu_ticks(cpus, stat), time.process_time() - own_before, time.monotonic() - start
+    return others_busy_cpus(before, after, own, elapsed, ticks_per_second) if before and after else 0.0
+
+
 def choose(environ=os.environ, proc_self: Path = Path("/proc/self")) -> Decision:
-    """The decision for this process, from the machine and the environment."""
-    return decide(affinity_cpus(), cgroup_cpu_quota(proc_self), environ.get(ENV))
+    """The decision for this process, from the machine and the environment (no look at the load if the variable is set)."""
+    if environ.get(ENV, "").strip():
+        return decide(affinity_cpus(), cgroup_cpu_quota(proc_self), environ[ENV])
+    return decide(affinity_cpus(), cgroup_cpu_quota(proc_self), None, measure_others_busy())
 
 
 # ------------------------------------------------------------- applying it --

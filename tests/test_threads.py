@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from llmedu.threads import ENV, CpuQuota, cgroup_cpu_quota, choose, decide, parse_threads_env
+from llmedu.threads import (
+    ENV, CpuQuota, cgroup_cpu_quota, choose, cpu_ticks, decide, others_busy_cpus, parse_threads_env,
+)
 
 # -------------------------------------------------------------- decide --
 
@@ -170,3 +172,34 @@ def test_info_and_version_report_the_threads_and_why(flag):
 def test_info_with_a_bad_variable_fails_with_the_fix():
     done = llmedu_command("info", env={ENV: "lots"})
     assert done.returncode == 2 and "whole number of at least 1" in done.stderr
+
+
+# ------------------------------------------------------ other busy programs --
+
+def test_one_cpu_kept_busy_by_others_takes_one_thread_away():
+    decision = decide(2, None, None, others_busy=1.0)
+    assert decision.threads == 1 and "other programs kept 1.0" in decision.reason
+
+
+def test_a_little_background_load_changes_nothing():
+    assert decide(2, None, None, others_busy=0.3).threads == 2
+
+
+def test_others_never_leave_fewer_than_one_thread():
+    assert decide(2, None, None, others_busy=5.0).threads == 1
+
+
+def test_the_environment_variable_wins_over_a_busy_machine():
+    assert decide(2, None, "2", others_busy=1.0).threads == 2
+
+
+def test_others_busy_is_the_busy_time_not_spent_by_this_process():
+    before = {0: (100, 1000), 1: (200, 1000)}
+    after = {0: (200, 1100), 1: (250, 1100)}  # 150 busy ticks = 1.5 s at 100 ticks/s, over 1 s
+    assert others_busy_cpus(before, after, own_seconds=0.5, elapsed=1.0, ticks_per_second=100) == pytest.approx(1.0)
+
+
+def test_cpu_ticks_reads_only_the_cpus_asked_for(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  9 9 9 9 9 9 9 9\ncpu0 10 0 5 80 5 0 0 0\ncpu1 1 1 1 1 1 1 1 1\nintr 5\n")
+    assert cpu_ticks({0}, stat) == {0: (15, 100)}
