@@ -38,13 +38,13 @@ MODEL_NAME, CARD_NAME = "base_model.safetensors", "base_model.json"
 __all__ = ["ASSETS", "load_base_model", "load_card", "held_out_text", "measure", "ship"]
 
 
-def _asset(name: str, assets: Path) -> Path:
+def _asset(name: str, assets: Path, shipper: str = "llmedu.base_model") -> Path:
     path = Path(assets) / name
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing. The shipped model lives in the repository's assets/ folder: clone the repository "
             "and install it with `pip install -e .`, or make one with `llmedu speedrun` and "
-            "`python -m llmedu.base_model runs/speedrun`.")
+            f"`python -m {shipper} runs/speedrun`.")
     return path
 
 

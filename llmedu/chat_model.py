@@ -15,7 +15,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from llmedu.base_model import ASSETS, MODEL_NAME as BASE_NAME, _asset, copy_params_file, write_card
+from llmedu.checkpoint import read_safetensors
 from llmedu.sample import load_run
 from llmedu.sft_data import make_sft_data
 from llmedu.sft_eval import evaluate, summary
@@ -28,12 +31,12 @@ __all__ = ["load_chat_model", "load_chat_card", "eval_questions", "ship"]
 
 def load_chat_model(assets: Path = ASSETS) -> tuple[dict, object, object, dict]:
     """(params, config, tokenizer, card) of the shipped chat model."""
-    params, config, tokenizer, _ = load_run(str(_asset(MODEL_NAME, assets)))
+    params, config, tokenizer, _ = load_run(str(_asset(MODEL_NAME, assets, "llmedu.chat_model")))
     return params, config, tokenizer, load_chat_card(assets)
 
 
 def load_chat_card(assets: Path = ASSETS) -> dict:
-    return json.loads(_asset(CARD_NAME, assets).read_text(encoding="utf-8"))
+    return json.loads(_asset(CARD_NAME, assets, "llmedu.chat_model").read_text(encoding="utf-8"))
 
 
 def eval_questions(card: dict):
@@ -46,13 +49,19 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _same_tensors(a: Path, b: Path) -> bool:
+    """Whether two parameters files hold the same tensors (their metadata may differ: shipping rewrites paths)."""
+    tensors_a, tensors_b = read_safetensors(a)[0], read_safetensors(b)[0]
+    return tensors_a.keys() == tensors_b.keys() and all(np.array_equal(tensors_a[k], tensors_b[k]) for k in tensors_a)
+
+
 def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     """Copy a speedrun's SFT parameters file to ``assets``, measure the copy and write its card; returns the card."""
     run_dir, assets = Path(run_dir), Path(assets)
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     if "sft_wall_s" not in report:
         raise ValueError(f"{run_dir}/report.json has no sft stage: run this version's `llmedu speedrun` first.")
-    if _sha256(run_dir / "model" / "model.safetensors") != _sha256(_asset(BASE_NAME, assets)):
+    if not _same_tensors(run_dir / "model" / "model.safetensors", _asset(BASE_NAME, assets)):
         raise ValueError(f"ship the base model of {run_dir} first (python -m llmedu.base_model {run_dir}): "
                          "the chat model must sit beside the base it was fine-tuned from.")
     copy_params_file(run_dir / "sft" / "model" / "model.safetensors", assets / MODEL_NAME)
