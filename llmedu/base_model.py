@@ -38,13 +38,13 @@ MODEL_NAME, CARD_NAME = "base_model.safetensors", "base_model.json"
 __all__ = ["ASSETS", "load_base_model", "load_card", "held_out_text", "measure", "ship"]
 
 
-def _asset(name: str, assets: Path) -> Path:
+def _asset(name: str, assets: Path, shipper: str = "llmedu.base_model") -> Path:
     path = Path(assets) / name
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing. The shipped model lives in the repository's assets/ folder: clone the repository "
             "and install it with `pip install -e .`, or make one with `llmedu speedrun` and "
-            "`python -m llmedu.base_model runs/speedrun`.")
+            f"`python -m {shipper} runs/speedrun`.")
     return path
 
 
@@ -99,11 +99,7 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     if missing:
         raise ValueError(f"{run_dir}/report.json lacks {missing}: it is not a finished run of this version of "
                          "llmedu speedrun; run `llmedu speedrun` again first.")
-    tensors, metadata = read_safetensors(run_dir / "model" / "model.safetensors")
-    train_config = json.loads(metadata["train_config"])
-    train_config["data"] = os.path.basename(train_config["data"])
-    assets.mkdir(parents=True, exist_ok=True)
-    write_safetensors(assets / MODEL_NAME, tensors, {**metadata, "train_config": json.dumps(train_config)})
+    copy_params_file(run_dir / "model" / "model.safetensors", assets / MODEL_NAME)
     params, config, tokenizer, _ = load_run(str(assets / MODEL_NAME))
     n_people = report["world_people"]
     world = make_world(report["seed"], n_people=n_people)
@@ -118,10 +114,26 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
         "measured": measure(params, config, tokenizer, world),
         "speedrun_report": report,
     }
-    temporary = assets / f".{CARD_NAME}.tmp"
-    temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, assets / CARD_NAME)
+    write_card(card, assets / CARD_NAME)
     return card
+
+
+def copy_params_file(source: Path, target: Path) -> None:
+    """Copy a run's parameters file unchanged but for the paths in its training config (kept as file names only)."""
+    tensors, metadata = read_safetensors(source)
+    train_config = json.loads(metadata["train_config"])
+    for key in ("data", "init_from"):
+        if train_config.get(key):
+            train_config[key] = os.path.basename(train_config[key])
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    write_safetensors(target, tensors, {**metadata, "train_config": json.dumps(train_config)})
+
+
+def write_card(card: dict, path: Path) -> None:
+    """Write a model card as indented JSON, atomically."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

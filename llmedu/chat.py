@@ -129,26 +129,38 @@ def render_prompt(conversation, tokenizer, max_tokens: int | None = None) -> lis
 
 # ---------------------------------------------------------------- replies --
 
+def reply_ids(params: dict, config, tokenizer, prompt_ids: list, *, temperature: float = 0.0,
+              top_p: float | None = None, max_new_tokens: int = 128, seed: int = 0) -> tuple[list[int], bool]:
+    """The ids the model writes after ``prompt_ids`` until ``<|im_end|>``, and whether it got there.
+
+    The engine (:func:`llmedu.generate.generate`) knows nothing of turns: it is
+    given the prompt's ids and ``<|im_end|>`` as its stop id.
+    """
+    from llmedu.generate import generate
+
+    end = tokenizer.special_tokens[IM_END]
+    tokens = generate(params, config, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature,
+                      top_p=top_p, seed=seed, stop_ids=[end])
+    reply = list(tokens)
+    room = config.max_seq_len - len(prompt_ids)
+    return reply, len(reply) < min(max_new_tokens, room)
+
+
 def chat(params: dict, config, tokenizer, conversation, *, temperature: float = 0.0, top_p: float | None = None,
          max_new_tokens: int = 128, seed: int = 0) -> str:
     """The assistant's reply to ``conversation`` (which ends with a user turn), as text.
 
-    Generates with :func:`llmedu.generate.generate` until the model writes
-    ``<|im_end|>``. temperature 0 (the default) is greedy, so the same
-    question gets the same answer; otherwise ``seed`` fixes the draw. If the
-    reply runs into ``max_new_tokens`` or the context length first, it is
-    returned as far as it got, with a warning saying so.
+    Generates until the model writes ``<|im_end|>``. temperature 0 (the
+    default) is greedy, so the same question gets the same answer; otherwise
+    ``seed`` fixes the draw. If the reply runs into ``max_new_tokens`` or the
+    context length first, it is returned as far as it got, with a warning.
     """
-    from llmedu.generate import generate
-
     prompt = render_prompt(conversation, tokenizer, max_tokens=config.max_seq_len - 1)
-    end = tokenizer.special_tokens[IM_END]
-    reply = list(generate(params, config, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                          top_p=top_p, seed=seed, stop_ids=[end]))
-    room = config.max_seq_len - len(prompt)
-    if len(reply) >= min(max_new_tokens, room):
+    reply, finished = reply_ids(params, config, tokenizer, prompt, temperature=temperature, top_p=top_p,
+                                max_new_tokens=max_new_tokens, seed=seed)
+    if not finished:
+        room = config.max_seq_len - len(prompt)
         limit = "max_new_tokens" if max_new_tokens <= room else f"the context length ({config.max_seq_len} tokens)"
         warnings.warn(f"the reply stopped at {limit} before the model wrote {IM_END}; it may be cut short.",
                       stacklevel=2)
     return tokenizer.decode(reply)
-

@@ -172,6 +172,50 @@ def _sample(args) -> int:
     return 0
 
 
+def _sft(args) -> int:
+    start = time.perf_counter()
+    from llmedu.sft import sft_config, write_sft_files
+    from llmedu.train import NonFiniteLoss, train
+    from llmedu.train_state import load_state
+
+    try:
+        if args.resume:
+            from llmedu.train import TrainConfig
+
+            config = TrainConfig(**load_state(args.out).train_config)
+        else:
+            if args.base is None:
+                from llmedu.base_model import ASSETS, MODEL_NAME
+
+                args.base = str(ASSETS / MODEL_NAME)  # the shipped base model
+            if args.data is None:
+                from llmedu.world import make_world
+
+                args.data = write_sft_files(args.out, make_world(args.world_seed, n_people=args.world_people))[0]
+            data = args.data
+            config = sft_config(args.base, data, args.out, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                                seed=args.seed)
+        result = train(config, resume=args.resume, progress=not args.no_progress, start_time=start)
+    except NonFiniteLoss as err:
+        print(f"llmedu sft: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as err:  # bad base file, data line or checkpoint; the message says which
+        print(f"llmedu sft: {err}", file=sys.stderr)
+        return 2
+    if result.interrupted:
+        print(f"Interrupted at step {result.step}; continue with: llmedu sft --out {result.out_dir} --resume")
+        return 130
+    print(f"Done: step {result.step}, val loss {result.evals[-1]['val_loss']:.4f} in {result.elapsed_s:.1f} s. "
+          f"Talk to it: llmedu chat --model {result.out_dir}")
+    return 0
+
+
+def _chat(args) -> int:
+    from llmedu.chat_cli import run_chat
+
+    return run_chat(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmedu", description="llmedu: an LLM from scratch, one lesson at a time.")
     parser.add_argument("--version", action=_Version)
@@ -219,6 +263,31 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
     sample.add_argument("--seed", type=int, default=1337)
     sample.set_defaults(handler=_sample)
+
+    sft = commands.add_parser("sft", help="fine-tune a parameters file into an assistant (lesson 04), with checkpoints and resume")
+    sft.add_argument("--base", help="the parameters file to start from (default: the shipped base model)")
+    sft.add_argument("--out", default="runs/sft", help="run folder (default runs/sft)")
+    sft.add_argument("--data", help="JSON Lines file of conversations (default: made from the world, written to --out)")
+    sft.add_argument("--steps", type=int, default=60, help="optimizer steps (default 60)")
+    sft.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 0.001)")
+    sft.add_argument("--batch-size", type=int, default=8, help="packed rows per step (default 8)")
+    sft.add_argument("--seed", type=int, default=1337, help="seed for the batches (default 1337)")
+    sft.add_argument("--world-seed", type=int, default=1337, help="the world the base model read (default 1337)")
+    sft.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")
+    sft.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    sft.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sft.set_defaults(handler=_sft)
+
+    talk = commands.add_parser("chat", help="talk to a chat model in the terminal, or answer prompts (lesson 04)")
+    talk.add_argument("--model", help="a parameters file or run folder (default: the shipped chat model)")
+    talk.add_argument("-p", "--prompt", help="answer this one question and print only the reply")
+    talk.add_argument("--prompts", help="answer every line of this file as a fresh conversation")
+    talk.add_argument("--json", action="store_true", help="with --prompts: print a JSON list of {prompt, reply}")
+    talk.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy, the same answer every time")
+    talk.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
+    talk.add_argument("--seed", type=int, default=1337)
+    talk.add_argument("--max-new-tokens", type=int, default=128)
+    talk.set_defaults(handler=_chat)
 
     info = commands.add_parser("info", help="versions, and how many threads BLAS and Numba use and why")
     info.set_defaults(handler=_info)

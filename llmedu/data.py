@@ -53,6 +53,10 @@ class Corpus:
     val_ids: np.ndarray  # (N_val,)
     sha256: str  # of the text's UTF-8 bytes: tells a resumed run whether the data changed
 
+    def batch(self, split: str, batch_size: int, seq_len: int, rng: np.random.Generator):
+        """x, y (B, T) windows of ``split`` ("train" or "val"), and no loss mask: every position counts."""
+        return (*get_batch(self.train_ids if split == "train" else self.val_ids, batch_size, seq_len, rng), None)
+
 
 def read_text(path) -> str:
     """The UTF-8 text of the file at ``path``; ``DataError`` if it is missing, empty or not UTF-8."""

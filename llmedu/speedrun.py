@@ -22,6 +22,8 @@ from llmedu import threads
 from llmedu.data import split_text
 from llmedu.evaluate import bits_per_byte, complete, compressor_bits_per_byte, fact_recall, hallucination_rate
 from llmedu.model import count_params
+from llmedu.plots import save_plot
+from llmedu.sft_stage import sft_stage
 from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer
 from llmedu.train import TrainConfig, train
 from llmedu.world import make_world
@@ -42,10 +44,12 @@ DEFAULT_SEED = 1337  # the seed of the shipped base model (and `llmedu speedrun`
 
 # Sizes of the default run (a few minutes on two cores) and of --quick (seconds).
 SIZES = {
-    False: dict(n_people=100, vocab_size=512, dim=128, n_layers=4, n_heads=4, hidden_dim=344, seq_len=64,
-                batch_size=16, max_iters=2500, eval_interval=500, recall_people=100),
-    True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=32,
-               batch_size=8, max_iters=60, eval_interval=30, recall_people=12),
+    False: dict(n_people=300, vocab_size=512, dim=128, n_layers=4, n_heads=4, hidden_dim=344, seq_len=256,
+                batch_size=4, max_iters=2500, eval_interval=500, recall_people=100,
+                sft_steps=60, sft_batch_size=16, sft_lr=1e-3),
+    True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=128,
+               batch_size=2, max_iters=60, eval_interval=30, recall_people=12,
+               sft_steps=10, sft_batch_size=4, sft_lr=1e-3),
 }
 
 
@@ -160,23 +164,6 @@ def evaluate_stage(run: Run) -> dict:
             "fact_recall": round(recall, 4), "hallucination_rate": round(hallucination, 4)}
 
 
-def _save_plot(out_dir: Path, name: str, draw) -> str:
-    """Call ``draw(ax)`` on a fresh small figure, save it as ``out_dir/name`` and return ``name``.
-
-    A bare ``Figure`` (no pyplot) leaves matplotlib's global backend alone,
-    so calling the speedrun from a notebook does not disturb its plots.
-    """
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5, 3))
-    ax = figure.subplots()
-    draw(ax)
-    ax.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(out_dir / name, dpi=100)
-    return name
-
-
 def _plot_losses(out_dir: Path, log_path: Path, evals: list) -> str:
     rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
     steps = [row for row in rows if row["train_loss"] is not None]
@@ -188,7 +175,7 @@ def _plot_losses(out_dir: Path, log_path: Path, evals: list) -> str:
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.legend()
 
-    return _save_plot(out_dir, "loss.png", draw)
+    return save_plot(out_dir, "loss.png", draw)
 
 
 def _plot_recall(out_dir: Path, curve: list) -> str:
@@ -198,7 +185,7 @@ def _plot_recall(out_dir: Path, curve: list) -> str:
         ax.set_ylabel("birth years recalled (%)")
         ax.set_ylim(0, 100)
 
-    return _save_plot(out_dir, "fact_recall.png", draw)
+    return save_plot(out_dir, "fact_recall.png", draw)
 
 
 def _plot_compression(out_dir: Path, bpb: float, compressors: dict) -> str:
@@ -207,7 +194,7 @@ def _plot_compression(out_dir: Path, bpb: float, compressors: dict) -> str:
         ax.barh(names[::-1], values[::-1], color=["#bbb"] * len(compressors) + ["#5b8def"])  # the model on top
         ax.set_xlabel("bits per byte of held-out text (lower is better)")
 
-    return _save_plot(out_dir, "compression.png", draw)
+    return save_plot(out_dir, "compression.png", draw)
 
 
 def _evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, invented, samples, plots, curve) -> str:
@@ -229,7 +216,7 @@ def _evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, 
 
 
 STAGES = [("world", world_stage), ("tokenizer", tokenizer_stage), ("pretrain", pretrain_stage),
-          ("evaluate", evaluate_stage)]
+          ("evaluate", evaluate_stage), ("sft", sft_stage)]
 
 
 def write_report(run: Run) -> None:

@@ -2,8 +2,8 @@
 
 Lesson 03 (``03_pretraining``) ends here. One optimizer step is
 
-    for each of grad_accum micro-batches:         (x, y) = data.get_batch(...)
-        loss, grads = loss_and_grads(params, ...)  (llmedu.backward)
+    for each of grad_accum micro-batches:         (x, y, mask) = corpus.batch("train", ...)
+        loss, grads = loss_and_grads(params, ...)  (llmedu.backward; mask None: every position counts)
     average the gradients, clip their global norm, AdamW update at lr(step)
 
 with the learning rate warming up linearly and then following a cosine down
@@ -11,7 +11,13 @@ to ``min_lr`` (``optim.cosine_lr``, nanoGPT's schedule). Every
 ``eval_interval`` steps the mean loss over ``eval_iters`` batches of each
 split is measured, and the run is checkpointed (``llmedu.train_state``).
 
-Reproducibility: the parameters come from ``seed``, the training batches
+Supervised fine-tuning (lesson 04, ``llmedu sft``) is the same loop with
+``task="sft"``: the parameters start from the file ``init_from`` instead of
+``seed``, and the batches are packed conversations whose loss mask keeps only
+the assistant's tokens (:mod:`llmedu.sft`). Both kinds of data answer
+``corpus.batch(split, batch_size, seq_len, rng) -> (x, y, mask)``.
+
+Reproducibility: the parameters come from ``seed`` (or ``init_from``), the training batches
 from their own generator seeded from ``seed``, and the evaluation batches
 from a third one that is re-created at every evaluation (the same batches
 each time, and never a draw from the training stream). A resumed run
@@ -32,15 +38,18 @@ from tqdm.auto import tqdm
 
 from llmedu import train_state as files
 from llmedu.backward import forward_loss, loss_and_grads
-from llmedu.data import TOKENIZERS, Corpus, get_batch, load_corpus, tokenizer_from_text, tokenizer_to_text
+from llmedu.checkpoint import load_params
+from llmedu.data import TOKENIZERS, Corpus, load_corpus, tokenizer_from_text, tokenizer_to_text
 from llmedu.model import ModelConfig, init_params
+from llmedu.sft import load_conversation_corpus
 from llmedu.optim import AdamW, add_grads, clip_grad_norm, cosine_lr, scale_grads
 
 __all__ = ["TrainConfig", "TrainResult", "NonFiniteLoss", "train", "estimate_loss", "config_differences",
            "loss_and_grads"]
 
 BATCH_STREAM, EVAL_STREAM = 1, 2  # separate random streams derived from the one seed
-NOT_COMPARED = ("out", "data")  # where the run lives and where the text is; the text's hash is compared
+NOT_COMPARED = ("out", "data", "init_from")  # where things live; the data's hash is compared instead
+TASKS = ("pretrain", "sft")
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,8 @@ class TrainConfig:
     eval_iters: int = 20
     seed: int = 1337
     out: str = "runs/pretrain"
+    task: str = "pretrain"  # "pretrain": data is a text file; "sft": a JSON Lines file of conversations
+    init_from: str | None = None  # a parameters file to start from (its tokenizer too); required for "sft"
 
     def __post_init__(self):
         # Resolve the "derived" defaults now, so that a saved config holds the values actually used.
@@ -115,6 +126,10 @@ def _config_problems(c: TrainConfig) -> list[str]:
         problems.append(f"beta1 and beta2 must be below 1, got {c.beta1} and {c.beta2}")
     if not {"warmup_iters", "lr_decay_iters"} & bad and c.warmup_iters > c.lr_decay_iters:
         problems.append(f"warmup_iters ({c.warmup_iters}) must not exceed lr_decay_iters ({c.lr_decay_iters})")
+    if c.task not in TASKS:
+        problems.append(f"task must be one of {TASKS}, got {c.task!r}")
+    elif c.task == "sft" and not c.init_from:
+        problems.append("task 'sft' fine-tunes a trained model: give init_from, the path of its parameters file")
     if not {"n_layers", "n_heads", "n_kv_heads", "dim", "hidden_dim", "seq_len"} & bad:
         try:
             c.model_config(vocab_size=1)
@@ -161,7 +176,7 @@ class _Run:
     """The mutable state of a run in progress."""
 
     config: TrainConfig
-    corpus: Corpus
+    corpus: Corpus  # or an sft.ConversationCorpus: anything with .batch(split, batch_size, seq_len, rng)
     model_config: ModelConfig
     params: dict
     optimizer: AdamW
@@ -170,7 +185,7 @@ class _Run:
     saved_step: int | None = None
 
 
-def estimate_loss(params: dict, model_config: ModelConfig, corpus: Corpus, *, batch_size: int, seq_len: int,
+def estimate_loss(params: dict, model_config: ModelConfig, corpus, *, batch_size: int, seq_len: int,
                   eval_iters: int, seed: int) -> dict[str, float]:
     """Mean loss over ``eval_iters`` batches of each split: ``{"train": ..., "val": ...}``.
 
@@ -178,10 +193,10 @@ def estimate_loss(params: dict, model_config: ModelConfig, corpus: Corpus, *, ba
     same windows, and no training draw is consumed.
     """
     losses = {}
-    for index, (split, ids) in enumerate((("train", corpus.train_ids), ("val", corpus.val_ids))):
+    for index, split in enumerate(("train", "val")):
         rng = np.random.default_rng([seed, EVAL_STREAM, index])
-        batches = (get_batch(ids, batch_size, seq_len, rng) for _ in range(eval_iters))
-        losses[split] = float(np.mean([forward_loss(params, model_config, x, y) for x, y in batches]))
+        batches = (corpus.batch(split, batch_size, seq_len, rng) for _ in range(eval_iters))
+        losses[split] = float(np.mean([forward_loss(params, model_config, x, y, mask) for x, y, mask in batches]))
     return losses
 
 
@@ -199,16 +214,21 @@ def _given_tokenizer_problem(config: TrainConfig, resume: bool, tokenizer) -> st
 
 def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
     """A fresh run (with ``tokenizer`` if given), or the one saved in ``config.out`` when ``resume``."""
+    if tokenizer is not None and config.init_from:
+        raise ValueError("init_from brings the tokenizer stored with its parameters; pass tokenizer=None.")
     if tokenizer is not None and (problem := _given_tokenizer_problem(config, resume, tokenizer)):
         raise ValueError(problem)
     if not resume:
         if files.has_checkpoint(config.out):
             raise FileExistsError(f"{config.out} already holds a checkpoint: pass resume=True (--resume) to continue "
                                   "it, or choose another output folder.")
-        corpus = load_corpus(config.data, seq_len=config.seq_len, tokenizer=config.tokenizer,
-                             vocab_size=config.vocab_size, existing=tokenizer)
-        model_config = config.model_config(len(corpus.tokenizer))
-        params = init_params(model_config, seed=config.seed)
+        if config.init_from:
+            params, model_config, tokenizer = _load_start(config)
+            corpus = _load_data(config, tokenizer)
+        else:
+            corpus = _load_data(config, tokenizer)
+            model_config = config.model_config(len(corpus.tokenizer))
+            params = init_params(model_config, seed=config.seed)
         optimizer = AdamW(params, config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
         return _Run(config, corpus, model_config, params, optimizer, np.random.default_rng([config.seed, BATCH_STREAM]), 0)
     state = files.load_state(config.out)
@@ -217,7 +237,7 @@ def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
         raise ValueError(f"cannot resume {config.out}: the config differs from the checkpoint's (old vs new):\n  "
                          + "\n  ".join(differences))
     tokenizer = tokenizer_from_text(state.tokenizer_text, f"the tokenizer stored in {config.out}")
-    corpus = load_corpus(config.data, seq_len=config.seq_len, existing=tokenizer)
+    corpus = _load_data(config, tokenizer)
     if corpus.sha256 != state.data_sha256:
         raise ValueError(f"cannot resume {config.out}: the text in {config.data} differs from the one the run "
                          f"started with (sha256 {state.data_sha256[:12]}... vs {corpus.sha256[:12]}...).")
@@ -228,10 +248,34 @@ def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
     return _Run(config, corpus, state.model_config, state.params, optimizer, rng, state.step, state.step)
 
 
+def _load_data(config: TrainConfig, tokenizer=None):
+    """The run's data: a text file (pretraining) or packed conversations (SFT, with the model's tokenizer)."""
+    if config.task == "sft":
+        return load_conversation_corpus(config.data, tokenizer, config.seq_len)
+    return load_corpus(config.data, seq_len=config.seq_len, tokenizer=config.tokenizer, vocab_size=config.vocab_size,
+                       existing=tokenizer)
+
+
+def _load_start(config: TrainConfig) -> tuple[dict, ModelConfig, object]:
+    """Parameters, model config and tokenizer of ``config.init_from``, which must match the config's shape."""
+    params, model_config, metadata = load_params(config.init_from)
+    if "tokenizer" not in metadata:
+        raise ValueError(f"{config.init_from} holds no tokenizer; fine-tuning needs the one the model was trained with.")
+    wanted = config.model_config(model_config.vocab_size)
+    differences = [f"{name}: the file has {getattr(model_config, name)}, the config {getattr(wanted, name)}"
+                   for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "hidden_dim", "max_seq_len")
+                   if getattr(model_config, name) != getattr(wanted, name)]
+    if differences:
+        raise ValueError(f"{config.init_from} does not have the shape the config describes (seq_len is the model's "
+                         "max_seq_len):\n  " + "\n  ".join(differences) + "\n`llmedu sft` reads the shape from the file.")
+    return params, model_config, tokenizer_from_text(metadata["tokenizer"], f"the tokenizer stored in {config.init_from}")
+
+
 def _save(run: _Run) -> None:
     files.save_state(run.config.out, files.TrainState(
         run.step, run.params, run.optimizer.state_dict(), run.rng.bit_generator.state,
-        {**asdict(run.config), "data": os.path.abspath(run.config.data)},  # resumable from any folder
+        {**asdict(run.config), "data": os.path.abspath(run.config.data),  # resumable from any folder
+         "init_from": run.config.init_from and os.path.abspath(run.config.init_from)},
         run.model_config, tokenizer_to_text(run.corpus.tokenizer), run.corpus.sha256))
     run.saved_step = run.step
 
@@ -252,8 +296,8 @@ def _train_step(run: _Run) -> float:
     """One optimizer step (``grad_accum`` micro-batches, in a fixed order); returns the mean loss."""
     c, grads, losses = run.config, None, []
     for _ in range(c.grad_accum):
-        x, y = get_batch(run.corpus.train_ids, c.batch_size, c.seq_len, run.rng)
-        loss, micro = loss_and_grads(run.params, run.model_config, x, y)
+        x, y, mask = run.corpus.batch("train", c.batch_size, c.seq_len, run.rng)
+        loss, micro = loss_and_grads(run.params, run.model_config, x, y, mask)
         losses.append(loss)
         if grads is None:
             grads = micro
@@ -340,7 +384,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         say(f"{config.out} already finished its {config.max_iters} steps: nothing to do.")
     evals = []
     with files.RunLog(config.out, keep_through=run.step if resume else None) as log, \
-            tqdm(total=config.max_iters, initial=run.step, desc="pretrain", unit="step", disable=not progress) as bar, \
+            tqdm(total=config.max_iters, initial=run.step, desc=config.task, unit="step", disable=not progress) as bar, \
             _SigintStop() as stop:
         if run.step == 0:  # the untrained model's loss: about ln(vocab_size)
             evals.append(_evaluate(run, time.perf_counter() - start, say, on_eval))

@@ -12,7 +12,7 @@ import regex
 from notebooks import ROOT
 
 from llmedu import check, generate, model
-from llmedu.base_model import load_base_model
+from llmedu.base_model import load_base_model, load_card
 from llmedu.checkpoint import load_params, read_safetensors, save_params, write_safetensors
 from llmedu.sample import sample_ids
 from llmedu.world import make_world
@@ -128,7 +128,8 @@ def test_encode_equals_the_library_on_the_prompts(base):
 
 
 def world_sentences() -> list[str]:
-    world = make_world(1337, n_people=100)
+    card = load_card()  # the world the shipped model read
+    world = make_world(card["world"]["seed"], n_people=card["world"]["n_people"])
     return sorted({s for line in world.text.split("\n") for s in regex.split(r"(?<=\.) ", line) if s})
 
 

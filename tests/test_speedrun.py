@@ -9,7 +9,11 @@ import pytest
 REPORT_KEYS = ["val_loss", "bits_per_byte", "gzip_bits_per_byte", "bz2_bits_per_byte", "lzma_bits_per_byte",
                "fact_recall", "hallucination_rate", "n_params", "wall_s", "tokenizer_vocab_size",
                "tokenizer_bytes_per_token", "train_tokens_per_s", "params_file_bytes", "tokenizer_encode_mb_per_s",
-               "tokenizer_encode_compile_s", "threads", "threads_reason", "threads_blas", "threads_numba"]
+               "tokenizer_encode_compile_s", "threads", "threads_reason", "threads_blas", "threads_numba",
+               # lesson 04 (issue 11 names these)
+               "base_accuracy_heldout_people", "sft_accuracy_seen_people", "sft_accuracy_heldout_people",
+               "sft_accuracy_heldout_phrasings", "base_hallucination_rate", "sft_hallucination_rate",
+               "sft_false_idk_rate", "sft_refusal_rate", "sft_false_refusal_rate", "sft_wall_s", "context_length"]
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +41,15 @@ def test_figures_are_in_their_ranges(run_dir):
 
 def test_report_markdown_has_every_section_and_its_plots(run_dir):
     markdown = (run_dir / "report.md").read_text()
-    for heading in ("## World", "## Tokenizer", "## Pretraining", "## Evaluation", "### Samples"):
+    for heading in ("## World", "## Tokenizer", "## Pretraining", "## Evaluation", "### Samples", "## Fine-tuning"):
         assert heading in markdown
-    for plot in ("loss.png", "compression.png", "fact_recall.png"):
+    for plot in ("loss.png", "compression.png", "fact_recall.png", "sft_accuracy.png"):
         assert f"]({plot})" in markdown and (run_dir / plot).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_leaves_world_tokenizer_and_parameters_file(run_dir):
-    for name in ("world.txt", "tokenizer.bpe", "model/model.safetensors", "model/log.jsonl"):
+    for name in ("world.txt", "tokenizer.bpe", "model/model.safetensors", "model/log.jsonl", "sft/sft_train.jsonl",
+                 "sft/sft_eval.jsonl", "sft/model/model.safetensors"):
         assert (run_dir / name).is_file(), name
 
 
@@ -56,3 +61,23 @@ def test_a_run_ships_as_a_base_model_that_loads_and_matches_its_card(run_dir, tm
     assert loaded_card == card and card["command"] == "llmedu speedrun --quick"
     assert config.to_dict() == card["config"] and card["world"]["n_people"] == card["speedrun_report"]["world_people"]
     assert 0 <= card["measured"]["fact_recall"] <= 1 and card["measured"]["held_out_nll"] > 0
+
+
+def test_a_run_ships_a_chat_model_beside_its_base(run_dir, tmp_path):
+    from llmedu.base_model import ship as ship_base
+    from llmedu.chat_model import load_chat_model, ship
+
+    ship_base(run_dir, tmp_path)
+    card = ship(run_dir, tmp_path)
+    params, config, tokenizer, loaded_card = load_chat_model(tmp_path)
+    assert loaded_card == card and config.to_dict() == card["config"]
+    assert 0 <= card["measured"]["sft_accuracy_heldout_people"] <= 1
+
+
+def test_a_chat_model_refuses_to_ship_beside_another_base(run_dir, tmp_path):
+    from llmedu.base_model import copy_params_file
+    from llmedu.chat_model import ship
+
+    copy_params_file(run_dir / "sft" / "model" / "model.safetensors", tmp_path / "base_model.safetensors")
+    with pytest.raises(ValueError, match="ship the base model"):
+        ship(run_dir, tmp_path)

@@ -23,7 +23,7 @@ def test_every_birth_year_is_stated_with_the_recall_phrasing():
 
 def test_every_fact_value_appears_next_to_its_subject():
     world = make_world(0)
-    pages = world.documents
+    pages = world.documents + world.late_documents
     for subject, _, value in world.facts():
         assert any(subject in page and value in page for page in pages), (subject, value)
 
@@ -49,3 +49,29 @@ def test_bad_sizes_are_refused():
 def test_the_text_uses_an_before_vowels():
     text = make_world(seed=0, n_people=60).text
     assert not re.findall(r"\b[Aa] [aeiou]", text)
+
+
+def test_every_citys_secret_is_stated_in_the_pretraining_text():
+    world = make_world(0)
+    for city in world.cities:
+        assert any(city.name in page and city.secret in page for page in world.documents)
+    assert (world.cities[0].name, "secret", world.cities[0].secret) in world.facts()
+
+
+def test_late_people_have_pages_but_never_occur_in_the_pretraining_text():
+    world = make_world(0, n_late=12)
+    assert len(world.late_people) == 12 and len(world.late_documents) == 3 * 12
+    for person in world.late_people:
+        assert person.name.split()[0] not in world.text
+        assert any(page.startswith(person.name + "\n") for page in world.late_documents)
+
+
+def test_late_people_unseen_names_and_people_are_all_different():
+    world = make_world(0)
+    people = {p.name for p in world.people}
+    late = {p.name for p in world.late_people}
+    assert not people & late and not late & set(world.unseen_names) and not people & set(world.unseen_names)
+
+
+def test_adding_late_people_leaves_the_pretrained_people_as_they_were():
+    assert make_world(0, n_late=0).people == make_world(0, n_late=20).people
