@@ -45,6 +45,7 @@ from numba import njit, prange
 
 from llmedu import kernels, model
 from llmedu.generate import KVCache, generate
+from llmedu.threads import cpu_busy_fraction
 
 # Run in a subprocess: import, then the first calls (which compile or load).
 _FIRST_USE = """
@@ -78,26 +79,11 @@ def machine():
             f"({numba.get_num_threads()} threads), numpy {np.__version__}, Python {sys.version.split()[0]}")
 
 
-def busy(seconds=0.5):
-    """Fraction of all CPUs busy during the next ``seconds`` (from /proc/stat); None if unknown."""
-    def snapshot():
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        return sum(ticks), ticks[3] + ticks[4]  # total, idle + iowait
-    try:
-        total0, idle0 = snapshot()
-        time.sleep(seconds)
-        total1, idle1 = snapshot()
-    except OSError:
-        return None
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
-
-
 def wait_quiet(timeout, limit=0.10):
     """Wait until the CPUs are under ``limit`` busy, or ``timeout`` seconds; return the last reading."""
     start = time.perf_counter()
     while True:
-        load = busy()
+        load = cpu_busy_fraction()
         if load is None or load < limit or time.perf_counter() - start > timeout:
             return load
 

@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from llmedu.threads import cpu_busy_fraction  # reads /proc/stat only: no threads are set in this process
+
 ROOT = Path(__file__).resolve().parent.parent
 BUSY_LOOP = "while True:\n    pass\n"
 CGROUP_NAME = "llmedu-bench-threads"
@@ -225,20 +227,6 @@ def _with_quota(fn):
 
 # ------------------------------------------------------------- report --
 
-def cpu_busy(seconds=1.0):
-    """Fraction of all CPUs busy over the next ``seconds`` (/proc/stat), or None."""
-    def snapshot():
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(ticks), ticks[3] + ticks[4]
-    try:
-        total0, idle0 = snapshot()
-        time.sleep(seconds)
-        total1, idle1 = snapshot()
-    except OSError:
-        return None
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
-
-
 def table(results: dict) -> str:
     """One markdown table: each condition's tokens/s, threads and ratio, training and decoding side by side."""
     lines = ["| condition | threads | train tok/s | ratio | decode tok/s | ratio |", "|---|---|---|---|---|---|"]
@@ -273,7 +261,7 @@ def main():
         print(json.dumps(WORKERS[args.worker](args.seconds, args.warmup)))
         return
 
-    busy = cpu_busy()
+    busy = cpu_busy_fraction()
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; CPUs busy before the start: "
           + (f"{busy:.0%}" if busy is not None else "unknown") + " (the figures need an idle machine)", flush=True)
     results = {}

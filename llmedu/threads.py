@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["ENV", "Decision", "CpuQuota", "decide", "parse_threads_env", "affinity_cpus", "cgroup_cpu_quota",
-           "others_busy_cpus", "cpu_ticks", "measure_others_busy", "choose", "apply", "describe"]
+           "others_busy_cpus", "cpu_ticks", "cpu_busy_fraction", "measure_others_busy", "choose", "apply", "describe"]
 
 ENV = "LLMEDU_THREADS"
 
@@ -189,6 +189,20 @@ def cpu_ticks(cpus: set[int] | None, stat: Path = Path("/proc/stat")) -> dict:
             idle = numbers[3] + (numbers[4] if len(numbers) > 4 else 0)
             ticks[int(name[3:])] = (sum(numbers) - idle, sum(numbers))
     return ticks
+
+
+def cpu_busy_fraction(seconds: float = 0.5, stat: Path = Path("/proc/stat")) -> float | None:
+    """Fraction of all CPUs busy over the next ``seconds`` (every process, this one too); None if unknown.
+
+    The benchmarks print it before they start: their figures need an idle machine.
+    """
+    before = cpu_ticks(None, stat)
+    time.sleep(seconds)
+    after = cpu_ticks(None, stat)
+    if not before or not after:
+        return None
+    total = sum(after[cpu][1] - before[cpu][1] for cpu in after if cpu in before)
+    return sum(after[cpu][0] - before[cpu][0] for cpu in after if cpu in before) / max(1, total)
 
 
 def measure_others_busy(seconds: float = 0.1, stat: Path = Path("/proc/stat")) -> float:
