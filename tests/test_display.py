@@ -156,7 +156,7 @@ def test_moving_a_slider_redraws_the_distribution():
 
 @pytest.fixture
 def chat_tokenizer():
-    return BPETokenizer.train("user assistant Where? It is here. Hello!", 258,
+    return BPETokenizer.train("user assistant Where? It is here. Hello!", 262,
                               special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_sep|>", "<|im_end|>"])
 
 
