@@ -129,12 +129,35 @@ def render_prompt(conversation, tokenizer, max_tokens: int | None = None) -> lis
 
 # ---------------------------------------------------------------- replies --
 
+def reply_loop(next_token, prompt_ids: list, end_id: int, max_new_tokens: int) -> tuple[list[int], bool]:
+    """The reply loop, written out (lesson 04, exercise 4.3): ``(new_ids, finished)``.
+
+    ``next_token(ids) -> int`` is the model: given every id so far, it
+    returns the next one. The loop asks it again and again, appending each
+    answer, until it returns ``end_id`` (not kept in the reply; ``finished``
+    is True) or ``max_new_tokens`` ids have been written (``finished`` is
+    False). Only the new ids are returned, never the prompt. Nothing here
+    knows about roles: the template made the prompt, and ``<|im_end|>`` is
+    just the id we stop at.
+    """
+    ids, reply = list(prompt_ids), []
+    while len(reply) < max_new_tokens:
+        token = next_token(ids)
+        if token == end_id:
+            return reply, True
+        reply.append(token)
+        ids.append(token)
+    return reply, False
+
+
 def reply_ids(params: dict, config, tokenizer, prompt_ids: list, *, temperature: float = 0.0,
               top_p: float | None = None, max_new_tokens: int = 128, seed: int = 0) -> tuple[list[int], bool]:
     """The ids the model writes after ``prompt_ids`` until ``<|im_end|>``, and whether it got there.
 
-    The engine (:func:`llmedu.generate.generate`) knows nothing of turns: it is
-    given the prompt's ids and ``<|im_end|>`` as its stop id.
+    The fast equivalent of :func:`reply_loop` with the model as ``next_token``:
+    the engine (:func:`llmedu.generate.generate`, with its key-value cache)
+    knows nothing of turns: it is given the prompt's ids and ``<|im_end|>``
+    as its stop id. It also stops at the context length (``finished`` False).
     """
     from llmedu.generate import generate
 

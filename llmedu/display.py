@@ -1,4 +1,4 @@
-"""Notebook views: tokens as coloured spans and a playground (lesson 01), a sampling explorer (lesson 02).
+"""Notebook views: tokens as coloured spans and a playground (lesson 01), a sampling explorer (lesson 02), a chat (04).
 
 Each view is ONE cell output that carries two renderings: the live widget
 (``application/vnd.jupyter.widget-view+json``) and a plain-text rendering
@@ -9,6 +9,7 @@ frontend (nbval, a static notebook viewer, a terminal) show only the text.
 from __future__ import annotations
 
 import html
+import warnings
 
 # Pale colours that keep black text readable, cycled over neighbouring tokens.
 PALETTE = ("#fde2a7", "#c8e6c9", "#bbdefb", "#f8bbd0", "#d1c4e9", "#ffccbc")
@@ -203,3 +204,71 @@ def sampling_explorer(logits, labels, temperature: float = 1.0, top_k: int | Non
     from IPython.display import display
 
     display(explorer(logits, labels, temperature, top_k, top_p))
+
+
+# ------------------------------------------------------------------ chat --
+
+def transcript_text(exchanges: list[tuple[str, str]]) -> str:
+    """A static transcript (the plain rendering of the chat widget): one "You:" and one "Assistant:" line each."""
+    return "\n".join(f"You: {question}\nAssistant: {answer}" for question, answer in exchanges)
+
+
+def _transcript_html(exchanges: list[tuple[str, str]]) -> str:
+    rows = "".join(f'<div><b>You:</b> {html.escape(q)}</div><div style="margin-bottom:6px;color:#1a4d8f">'
+                   f"<b>Assistant:</b> {html.escape(a)}</div>" for q, a in exchanges)
+    return f'<div style="font-family:sans-serif">{rows}</div>'
+
+
+def chat_widget(params, config, tokenizer, *, transcript=None, temperature: float = 0.0,
+                max_new_tokens: int = 64, seed: int = 0) -> WidgetWithText:
+    """A chat box for a chat model (lesson 04): a text box, the transcript, a temperature slider.
+
+    ``transcript``: questions answered when the widget is built, each as a
+    fresh conversation at ``temperature``; they start the live transcript and
+    are the whole text rendering (what nbval and static viewers show). Typed
+    questions continue one conversation with the history kept; "reset"
+    starts a new one. Replies come from :func:`llmedu.chat.chat`.
+    """
+    import ipywidgets as widgets
+
+    from llmedu.chat import chat
+
+    def answer(conversation, t):
+        with warnings.catch_warnings():  # a reply cut short is shown as it is
+            warnings.simplefilter("ignore")
+            return chat(params, config, tokenizer, conversation, temperature=t, max_new_tokens=max_new_tokens,
+                        seed=seed).strip()
+
+    exchanges = [(q, answer([{"role": "user", "content": q}], temperature)) for q in (transcript or [])]
+    history: list[dict] = []  # the live conversation's turns
+    box = widgets.Text(placeholder="Ask something and press Enter", continuous_update=False,
+                       layout=widgets.Layout(width="70%"))
+    slider = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05, description="temperature")
+    reset = widgets.Button(description="reset")
+    view = widgets.HTML(value=_transcript_html(exchanges))
+
+    def send(change):
+        question = change["new"].strip()
+        if not question:
+            return
+        box.value = ""
+        turns = history + [{"role": "user", "content": question}]
+        try:
+            reply = answer(turns, slider.value)
+        except ValueError as error:  # e.g. the conversation no longer fits the context: start afresh
+            history.clear()
+            reply = f"[{error} Press reset or ask again.]"
+        else:
+            history[:] = turns + [{"role": "assistant", "content": reply}]
+        exchanges.append((question, reply))
+        view.value = _transcript_html(exchanges)
+
+    def restart(_button):
+        history.clear()
+        exchanges.clear()
+        view.value = ""
+
+    box.observe(send, names="value")  # not on every keystroke: continuous_update is off
+    reset.on_click(restart)
+    widget = widgets.VBox([view, widgets.HBox([box, reset]), slider])
+    return WidgetWithText(widget, transcript_text(exchanges))

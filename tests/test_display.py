@@ -150,3 +150,79 @@ def test_moving_a_slider_redraws_the_distribution():
     before = view.value
     sliders[0].value = 0.0  # temperature 0: all probability on "mat"
     assert view.value != before and "1.000" in view.value
+
+
+# ------------------------------------------------------------------ chat --
+
+@pytest.fixture
+def chat_tokenizer():
+    return BPETokenizer.train("user assistant Where? It is here. Hello!", 262,
+                              special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_sep|>", "<|im_end|>"])
+
+
+@pytest.fixture
+def chat_model(chat_tokenizer, monkeypatch):
+    """A tiny model whose generation is scripted: every reply is "It is here." then <|im_end|>."""
+    from llmedu.model import ModelConfig, init_params
+
+    config = ModelConfig(vocab_size=len(chat_tokenizer), dim=8, n_layers=1, n_heads=2, n_kv_heads=2, hidden_dim=16,
+                         max_seq_len=64)
+    reply = chat_tokenizer.encode("It is here.") + [chat_tokenizer.special_tokens["<|im_end|>"]]
+    prompts = []
+
+    def fake_generate(params, config, prompt, *, max_new_tokens, stop_ids, **sampling):
+        prompts.append(list(prompt))
+        for token in reply[:max_new_tokens]:
+            if token in stop_ids:
+                return
+            yield token
+
+    monkeypatch.setattr("llmedu.generate.generate", fake_generate)
+    return init_params(config, seed=0), config, prompts
+
+
+def chat_parts(view):
+    transcript, row, slider = view.widget.children
+    box, reset = row.children
+    return transcript, box, reset, slider
+
+
+def test_chat_widget_text_is_the_transcript_of_the_questions_answered_when_built(chat_tokenizer, chat_model):
+    params, config, _ = chat_model
+    view = views.chat_widget(params, config, chat_tokenizer, transcript=["Where?", "Hello!"])
+    assert view._repr_mimebundle_()["text/plain"] == "You: Where?\nAssistant: It is here.\nYou: Hello!\nAssistant: It is here."
+    assert views.WIDGET_MIME in view._repr_mimebundle_()
+
+
+def test_chat_widget_answers_each_transcript_question_as_a_fresh_conversation(chat_tokenizer, chat_model):
+    params, config, prompts = chat_model
+    views.chat_widget(params, config, chat_tokenizer, transcript=["Where?", "Where?"])
+    assert prompts[0] == prompts[1]
+
+
+def test_chat_widget_has_a_text_box_a_transcript_and_a_temperature_slider(chat_tokenizer, chat_model):
+    params, config, _ = chat_model
+    transcript, box, reset, slider = chat_parts(views.chat_widget(params, config, chat_tokenizer, temperature=0.5))
+    assert isinstance(transcript, widgets.HTML) and isinstance(box, widgets.Text)
+    assert isinstance(reset, widgets.Button)
+    assert slider.description == "temperature" and slider.value == 0.5
+
+
+def test_a_typed_question_is_answered_in_the_transcript_with_the_history_kept(chat_tokenizer, chat_model):
+    params, config, prompts = chat_model
+    transcript, box, _, _ = chat_parts(views.chat_widget(params, config, chat_tokenizer))
+    box.value = "Where?"
+    box.value = "Hello!"
+    assert "Where?" in transcript.value and transcript.value.count("It is here.") == 2
+    assert box.value == ""
+    assert len(prompts[1]) > len(prompts[0]) + len(chat_tokenizer.encode("Hello!"))  # the first exchange is in it
+
+
+def test_reset_clears_the_transcript_and_the_history(chat_tokenizer, chat_model):
+    params, config, prompts = chat_model
+    transcript, box, reset, _ = chat_parts(views.chat_widget(params, config, chat_tokenizer, transcript=["Where?"]))
+    box.value = "Where?"
+    reset.click()
+    assert transcript.value == ""
+    box.value = "Where?"
+    assert prompts[-1] == prompts[0]
