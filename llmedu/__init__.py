@@ -22,6 +22,12 @@ Each module holds one idea and names the lesson that introduces it:
 - ``course``       lesson generation from ``solutions/``; ``grade`` grades submissions
 - ``speedrun``     the course pipeline end to end (``llmedu speedrun``)
 - ``base_model``   the shipped base model in ``assets/``: load it, its card (lessons 00, 03)
+- ``threads``      how many BLAS and Numba threads, from the CPUs this process may use (lesson 02)
+- ``chat``         the chat template, its loss mask, the reply loop (lesson 04); ``chat_cli`` is ``llmedu chat``
+- ``sft_data``, ``sft``, ``sft_eval``  conversations from the world, packed for the training loop
+  (``llmedu sft``), replies judged against the fact table (lesson 04); ``sft_stage`` the speedrun's stage
+- ``chat_model``   the shipped chat model in ``assets/`` (lessons 04-07)
+- ``grade_kernel``, ``pytest_plugin``  grading inside the submission's kernel; ``pytest --llmedu-grade``
 """
 
 __version__ = "0.1.0"
