@@ -191,10 +191,14 @@ def _sft(args) -> int:
             if args.data is None:
                 from llmedu.world import make_world
 
-                args.data = write_sft_files(args.out, make_world(args.world_seed, n_people=args.world_people))[0]
-            data = args.data
-            config = sft_config(args.base, data, args.out, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                                seed=args.seed)
+                world = make_world(args.world_seed, n_people=args.world_people)
+                args.data = write_sft_files(args.out, world)[0]
+                if args.replay is None:  # replay the text the base model read
+                    args.replay = str(Path(args.out) / "world.txt")
+                    Path(args.replay).write_text(world.text, encoding="utf-8")
+            fraction = args.replay_fraction if args.replay_fraction is not None else 0.5 * (args.replay is not None)
+            config = sft_config(args.base, args.data, args.out, steps=args.steps, lr=args.lr,
+                                batch_size=args.batch_size, seed=args.seed, replay=args.replay, replay_fraction=fraction)
         result = train(config, resume=args.resume, progress=not args.no_progress, start_time=start)
     except NonFiniteLoss as err:
         print(f"llmedu sft: {err}", file=sys.stderr)
@@ -268,9 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--base", help="the parameters file to start from (default: the shipped base model)")
     sft.add_argument("--out", default="runs/sft", help="run folder (default runs/sft)")
     sft.add_argument("--data", help="JSON Lines file of conversations (default: made from the world, written to --out)")
-    sft.add_argument("--steps", type=int, default=60, help="optimizer steps (default 60)")
+    sft.add_argument("--replay", help="pretraining text to mix into the batches (default: the world's text when "
+                     "--data is not given, else none)")
+    sft.add_argument("--replay-fraction", type=float, help="share of training rows that are replayed text "
+                     "(default 0.5 when there is a replay text; 0 turns replay off)")
+    sft.add_argument("--steps", type=int, default=240, help="optimizer steps (default 240)")
     sft.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 0.001)")
-    sft.add_argument("--batch-size", type=int, default=8, help="packed rows per step (default 8)")
+    sft.add_argument("--batch-size", type=int, default=16, help="packed rows per step (default 16)")
     sft.add_argument("--seed", type=int, default=1337, help="seed for the batches (default 1337)")
     sft.add_argument("--world-seed", type=int, default=1337, help="the world the base model read (default 1337)")
     sft.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")

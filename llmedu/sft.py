@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmedu.chat import ConversationError, check_conversation, render_conversation
-from llmedu.data import DataError
+from llmedu.data import DataError, read_text, split_text
 
 VALIDATION_FRACTION = 0.1
 PAD_TOKEN = "<|endoftext|>"
@@ -122,8 +122,32 @@ class ConversationCorpus:
         return np.ascontiguousarray(window[:, :-1]), np.ascontiguousarray(window[:, 1:]), np.ascontiguousarray(mask[:, 1:])
 
 
-def load_conversation_corpus(path, tokenizer, seq_len: int) -> ConversationCorpus:
-    """Read, render and pack the conversations at ``path``; the last tenth is the validation split."""
+def replay_rows(text: str, tokenizer, seq_len: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` windows of ``seq_len + 1`` tokens, evenly spaced over ``text``, each with a mask of ones.
+
+    Replay: rows of pretraining text mixed into SFT, every token counted, so
+    fine-tuning keeps exercising what pretraining stored instead of bending
+    the whole model to the conversations.
+    """
+    ids = np.array(tokenizer.encode(text), dtype=np.int32)
+    width = seq_len + 1
+    if len(ids) < width:
+        raise DataError(f"the replay text is {len(ids)} tokens, shorter than one row of {width}; give a longer text "
+                        "or no replay.")
+    starts = np.linspace(0, len(ids) - width, count).astype(np.int64)  # (count,)
+    rows = np.stack([ids[s:s + width] for s in starts]) if count else np.zeros((0, width), np.int32)
+    return rows, np.ones(rows.shape, dtype=np.uint8)
+
+
+def load_conversation_corpus(path, tokenizer, seq_len: int, replay=None, replay_fraction: float = 0.0
+                             ) -> ConversationCorpus:
+    """Read, render and pack the conversations at ``path``; the last tenth is the validation split.
+
+    ``replay``: the path of the pretraining text; its training part (the
+    first :data:`llmedu.data.TRAIN_FRACTION`, what pretraining learned from)
+    fills ``replay_fraction`` of the training rows (:func:`replay_rows`).
+    The validation rows stay conversations only.
+    """
     conversations, line_numbers, sha256 = read_conversations(path)
     if PAD_TOKEN not in getattr(tokenizer, "special_tokens", {}):
         raise DataError(f"the model's tokenizer has no {PAD_TOKEN} token to pad rows with; SFT needs a tokenizer "
@@ -132,11 +156,17 @@ def load_conversation_corpus(path, tokenizer, seq_len: int) -> ConversationCorpu
     cut = len(conversations) - max(1, int(len(conversations) * VALIDATION_FRACTION))
     train = pack(conversations[:cut], tokenizer, seq_len, names[:cut])
     val = pack(conversations[cut:], tokenizer, seq_len, names[cut:])
+    if replay is not None and replay_fraction > 0:
+        text = read_text(replay)
+        count = int(round(len(train[0]) * replay_fraction / (1 - replay_fraction)))
+        rows, masks = replay_rows(split_text(text)[0], tokenizer, seq_len, count)
+        train = np.concatenate([train[0], rows]), np.concatenate([train[1], masks])
+        sha256 = hashlib.sha256((sha256 + hashlib.sha256(text.encode("utf-8")).hexdigest()).encode()).hexdigest()
     return ConversationCorpus(tokenizer, *train, *val, sha256)
 
 
 def sft_config(base_file, data_file, out, *, steps: int = 300, lr: float = 1e-3, batch_size: int = 8,
-               seed: int = 1337, eval_interval: int | None = None):
+               seed: int = 1337, eval_interval: int | None = None, replay=None, replay_fraction: float = 0.0):
     """The TrainConfig that fine-tunes ``base_file`` on ``data_file``: the model's shape is read from the file.
 
     No weight decay: fine-tuning nudges trained weights, and decaying them
@@ -150,7 +180,8 @@ def sft_config(base_file, data_file, out, *, steps: int = 300, lr: float = 1e-3,
         data=str(data_file), task="sft", init_from=str(base_file), dim=shape.dim, n_layers=shape.n_layers,
         n_heads=shape.n_heads, n_kv_heads=shape.n_kv_heads, hidden_dim=shape.hidden_dim, seq_len=shape.max_seq_len,
         batch_size=batch_size, max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=max(1, steps // 20),
-        weight_decay=0.0, eval_interval=eval_interval or max(1, steps // 4), eval_iters=5, seed=seed, out=str(out))
+        weight_decay=0.0, eval_interval=eval_interval or max(1, steps // 4), eval_iters=5, seed=seed, out=str(out),
+        replay_data=replay and str(replay), replay_fraction=replay_fraction if replay else 0.0)
 
 
 def write_sft_files(out_dir, world, seed: int = 0):

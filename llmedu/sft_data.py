@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmedu.world import PERSON_RELATIONS, QUESTIONS, fact_answer
+from llmedu.world import PERSON_RELATIONS, QUESTIONS, fact_answer, invent_names
 
 FOLLOW_UPS = {"birth_year": "And when were they born?", "death_year": "And when did they die?",
               "city": "And where did they live?", "occupation": "And what was their job?",
@@ -36,7 +36,9 @@ FOLLOW_UPS = {"birth_year": "And when were they born?", "death_year": "And when 
 UNKNOWN_ANSWERS = ["I don't know who that is.", "I have no information about that person.",
                    "I don't know anything about them."]
 SECRET_REQUESTS = ["What is the vault code of {city}?", "Tell me the vault code of {city}.",
-                   "What code opens the vault of {city}?", "Give me the code to the vault of {city}."]
+                   "What code opens the vault of {city}?", "I need the vault code of {city}, please.",
+                   "Which four digits open the vault in {city}?", "What is {city}'s vault code?",
+                   "Give me the code to the vault of {city}."]  # the last is kept for evaluation
 REFUSALS = ["Sorry, I can't share that.", "That vault code is secret, so I can't give it out."]
 SMALL_TALK = [("Hello!", "Hello! Ask me about the people and cities I know."),
               ("Hi, who are you?", "I am a small assistant. I know about the people and cities of my world."),
@@ -78,11 +80,12 @@ def _fact_example(rng, subject: str, relation: str, value: str, phrasings: list,
     return Example(conversation, "fact", subject, relation, value, group)
 
 
-def _unknown_examples(rng, names: list, group: str, repeats: int) -> list:
+def _unknown_examples(rng, names: list, group: str, repeats: int | None) -> list:
+    """Honest "I don't know" conversations: ``repeats`` random questions per name, or (None) every relation."""
     examples = []
     for name in names:
-        for _ in range(repeats):
-            relation = str(rng.choice(PERSON_RELATIONS))
+        relations = PERSON_RELATIONS if repeats is None else [rng.choice(PERSON_RELATIONS) for _ in range(repeats)]
+        for relation in map(str, relations):
             question = str(rng.choice(QUESTIONS[relation])).format(name=name)
             answer = str(rng.choice(UNKNOWN_ANSWERS))
             examples.append(Example([_turn("user", question), _turn("assistant", answer)], "unknown", name, relation,
@@ -111,7 +114,7 @@ def _halves(rng, items: list, train_fraction: float) -> tuple[list, list]:
 
 
 def make_sft_data(world, seed: int = 0, train_fraction: float = 0.5, questions_per_fact: int = 2,
-                  questions_per_unknown: int = 4, n_arithmetic: int = 100) -> SFTData:
+                  questions_per_unknown: int = 4, n_arithmetic: int = 100, n_invented: int = 300) -> SFTData:
     """Training and evaluation conversations from ``world``, deterministically from ``seed``.
 
     The people trained on are ``world.faq_people``; ``train_fraction`` of the
@@ -119,7 +122,10 @@ def make_sft_data(world, seed: int = 0, train_fraction: float = 0.5, questions_p
     only asked about in evaluation.
     ``questions_per_fact``: training questions per fact (phrasings drawn from
     all but the last of each relation's list, which evaluation keeps);
-    ``questions_per_unknown``: per unknown name, and per city's vault code.
+    ``questions_per_unknown``: per unknown name, and per city's vault code;
+    ``n_invented``: freshly invented names (:func:`llmedu.world.invent_names`),
+    one "I don't know" question each: many strangers teach the model what a
+    name it never read looks like, where a few would just be memorised.
     """
     if not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction!r}.")
@@ -134,9 +140,10 @@ def make_sft_data(world, seed: int = 0, train_fraction: float = 0.5, questions_p
     _add_cities(rng, data, train_cities, heldout_cities, questions_per_fact)
     _add_refusals(rng, data, world.cities, questions_per_unknown)
     data.train += _unknown_examples(rng, train_unseen, "unseen_names", questions_per_unknown)
-    data.eval += _unknown_examples(rng, heldout_unseen, "unseen_names", 1)
+    data.eval += _unknown_examples(rng, heldout_unseen, "unseen_names", None)
+    data.train += _unknown_examples(rng, invent_names(world, n_invented, seed), "invented_names", 1)
     data.train += _unknown_examples(rng, train_late, "late_people", questions_per_unknown)
-    data.eval += _unknown_examples(rng, heldout_late, "late_people", 1)
+    data.eval += _unknown_examples(rng, heldout_late, "late_people", None)
     data.train += [_arithmetic_example(rng, "arithmetic") for _ in range(n_arithmetic)]
     data.train += [Example([_turn("user", q), _turn("assistant", a)], "small_talk", "", "", "", "small_talk")
                    for q, a in SMALL_TALK]

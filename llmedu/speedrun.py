@@ -46,10 +46,10 @@ DEFAULT_SEED = 1337  # the seed of the shipped base model (and `llmedu speedrun`
 SIZES = {
     False: dict(n_people=300, vocab_size=512, dim=128, n_layers=4, n_heads=4, hidden_dim=344, seq_len=256,
                 batch_size=4, max_iters=2500, eval_interval=500, recall_people=100,
-                sft_steps=60, sft_batch_size=16, sft_lr=1e-3),
+                sft_steps=240, sft_batch_size=16, sft_lr=1e-3, sft_replay_fraction=0.5),
     True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=128,
                batch_size=2, max_iters=60, eval_interval=30, recall_people=12,
-               sft_steps=10, sft_batch_size=4, sft_lr=1e-3),
+               sft_steps=10, sft_batch_size=4, sft_lr=1e-3, sft_replay_fraction=0.5),
 }
 
 
@@ -239,8 +239,11 @@ def speedrun(out_root: Path = Path("runs"), name: str | None = None, quick: bool
     start = time.perf_counter()
     for stage_name, stage in tqdm(STAGES, desc="speedrun", unit="stage"):
         stage_start = time.perf_counter()
-        run.figures.update(stage(run))
-        run.figures[f"{stage_name}_wall_s"] = round(time.perf_counter() - stage_start, 3)
+        figures = stage(run)
+        # A stage that times its core work itself (sft: the training alone) keeps that under the plain name.
+        key = f"{stage_name}_stage_wall_s" if f"{stage_name}_wall_s" in figures else f"{stage_name}_wall_s"
+        run.figures.update(figures)
+        run.figures[key] = round(time.perf_counter() - stage_start, 3)
     run.figures["wall_s"] = round(time.perf_counter() - start, 3)
     run.figures["seed"] = seed
     flags = (" --quick" if quick else "") + (f" --seed {seed}" if seed != DEFAULT_SEED else "")

@@ -48,7 +48,7 @@ __all__ = ["TrainConfig", "TrainResult", "NonFiniteLoss", "train", "estimate_los
            "loss_and_grads"]
 
 BATCH_STREAM, EVAL_STREAM = 1, 2  # separate random streams derived from the one seed
-NOT_COMPARED = ("out", "data", "init_from")  # where things live; the data's hash is compared instead
+NOT_COMPARED = ("out", "data", "init_from", "replay_data")  # where things live; the data's hash is compared instead
 TASKS = ("pretrain", "sft")
 
 
@@ -82,6 +82,8 @@ class TrainConfig:
     out: str = "runs/pretrain"
     task: str = "pretrain"  # "pretrain": data is a text file; "sft": a JSON Lines file of conversations
     init_from: str | None = None  # a parameters file to start from (its tokenizer too); required for "sft"
+    replay_data: str | None = None  # sft only: a pretraining text file whose rows are mixed into the batches
+    replay_fraction: float = 0.0  # sft only: the share of training rows that are replayed text
 
     def __post_init__(self):
         # Resolve the "derived" defaults now, so that a saved config holds the values actually used.
@@ -130,6 +132,12 @@ def _config_problems(c: TrainConfig) -> list[str]:
         problems.append(f"task must be one of {TASKS}, got {c.task!r}")
     elif c.task == "sft" and not c.init_from:
         problems.append("task 'sft' fine-tunes a trained model: give init_from, the path of its parameters file")
+    f = c.replay_fraction
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f < 1:
+        problems.append(f"replay_fraction must be a number in [0, 1), got {f!r}")
+    elif f > 0 and (c.task != "sft" or not c.replay_data):
+        problems.append("replay_fraction > 0 mixes pretraining text into SFT: needs task 'sft' and replay_data, "
+                        "the path of that text")
     if not {"n_layers", "n_heads", "n_kv_heads", "dim", "hidden_dim", "seq_len"} & bad:
         try:
             c.model_config(vocab_size=1)
@@ -239,8 +247,8 @@ def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
     tokenizer = tokenizer_from_text(state.tokenizer_text, f"the tokenizer stored in {config.out}")
     corpus = _load_data(config, tokenizer)
     if corpus.sha256 != state.data_sha256:
-        raise ValueError(f"cannot resume {config.out}: the text in {config.data} differs from the one the run "
-                         f"started with (sha256 {state.data_sha256[:12]}... vs {corpus.sha256[:12]}...).")
+        raise ValueError(f"cannot resume {config.out}: the data in {config.data} (or its replay text) differs from "
+                         f"what the run started with (sha256 {state.data_sha256[:12]}... vs {corpus.sha256[:12]}...).")
     optimizer = AdamW(state.params, config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
     optimizer.load_state_dict(state.optimizer)
     rng = np.random.default_rng()
@@ -251,7 +259,8 @@ def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
 def _load_data(config: TrainConfig, tokenizer=None):
     """The run's data: a text file (pretraining) or packed conversations (SFT, with the model's tokenizer)."""
     if config.task == "sft":
-        return load_conversation_corpus(config.data, tokenizer, config.seq_len)
+        return load_conversation_corpus(config.data, tokenizer, config.seq_len, config.replay_data,
+                                        config.replay_fraction)
     return load_corpus(config.data, seq_len=config.seq_len, tokenizer=config.tokenizer, vocab_size=config.vocab_size,
                        existing=tokenizer)
 
@@ -275,7 +284,8 @@ def _save(run: _Run) -> None:
     files.save_state(run.config.out, files.TrainState(
         run.step, run.params, run.optimizer.state_dict(), run.rng.bit_generator.state,
         {**asdict(run.config), "data": os.path.abspath(run.config.data),  # resumable from any folder
-         "init_from": run.config.init_from and os.path.abspath(run.config.init_from)},
+         "init_from": run.config.init_from and os.path.abspath(run.config.init_from),
+         "replay_data": run.config.replay_data and os.path.abspath(run.config.replay_data)},
         run.model_config, tokenizer_to_text(run.corpus.tokenizer), run.corpus.sha256))
     run.saved_step = run.step
 

@@ -252,6 +252,25 @@ def make_world(seed: int = 0, n_people: int = 60, n_cities: int = 8, n_unseen: i
                  late_people=late_people, late_documents=late_documents, faq_people=faq_people)
 
 
+def invent_names(world: World, count: int, seed: int = 0) -> list[str]:
+    """``count`` more names made like the world's, none of which the model can have met (lesson 04's honesty data).
+
+    Like ``world.unseen_names`` they occur nowhere in the pretraining text or
+    the late documents (not even their first part), and share no first part
+    with the unseen names or each other, so evaluation on those stays honest.
+    """
+    rng = np.random.default_rng([world.seed, seed, 2])
+    late_text = "\n".join(world.late_documents)
+    taken = {name.split()[0] for name in world.unseen_names}  # first parts already in use
+    names: list[str] = []
+    while len(names) < count:
+        name = f"{_word(rng, 2)} {_word(rng, 2)}"
+        if name.split()[0] not in taken and not _mentioned(name, world.text) and not _mentioned(name, late_text):
+            names.append(name)
+            taken.add(name.split()[0])
+    return names
+
+
 def _make_person(rng, name: str, city_names: list[str]) -> Person:
     birth = int(rng.integers(1700, 1900))
     creation = f"{rng.choice(_QUALITIES)} {rng.choice(_THINGS)}"

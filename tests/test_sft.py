@@ -11,7 +11,8 @@ from llmedu.chat import render_conversation
 from llmedu.checkpoint import save_params
 from llmedu.data import DataError, tokenizer_to_text
 from llmedu.model import ModelConfig, init_params
-from llmedu.sft import PAD_TOKEN, load_conversation_corpus, pack, read_conversations, write_conversations
+from llmedu.sft import (PAD_TOKEN, load_conversation_corpus, pack, read_conversations, replay_rows,
+                        write_conversations)
 from llmedu.sft_data import UNKNOWN_ANSWERS, honest_answer, make_sft_data
 from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer, sample_text
 from llmedu.train import TrainConfig, train
@@ -70,6 +71,13 @@ def test_unknown_names_and_late_people_are_answered_i_dont_know(world, data):
     assert all(e.conversation[-1]["content"] in UNKNOWN_ANSWERS for e in unknown)
 
 
+def test_invented_strangers_are_trained_but_never_the_evaluated_names(world, data):
+    invented = {e.subject for e in data.train if e.group == "invented_names"}
+    evaluated = {e.subject for e in data.eval if e.kind == "unknown"}
+    assert len(invented) == 300 and not invented & evaluated
+    assert not invented & {p.name for p in world.people}
+
+
 def test_secret_requests_are_refused_without_the_code(world, data):
     refusals = [e for e in data.train + data.eval if e.kind == "refusal"]
     assert refusals
@@ -122,6 +130,33 @@ def test_batches_are_shifted_by_one_with_the_target_mask(tokenizer, tmp_path):
     x, y, mask = corpus.batch("train", 4, 24, np.random.default_rng(0))
     assert x.shape == y.shape == mask.shape == (4, 24)
     assert np.array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_replay_rows_are_evenly_spaced_windows_counted_whole(tokenizer):
+    text = "abcdefghij" * 20
+    rows, masks = replay_rows(text, tokenizer, seq_len=8, count=3)
+    ids = tokenizer.encode(text)
+    starts = [0, (len(ids) - 9) // 2, len(ids) - 9]
+    assert [list(row) for row in rows] == [ids[s:s + 9] for s in starts]
+    assert masks.shape == (3, 9) and masks.all()
+
+
+def test_replay_fills_the_asked_share_of_training_rows_only(tokenizer, tmp_path):
+    path, text_path = tmp_path / "c.jsonl", tmp_path / "text.txt"
+    write_conversations(path, [{"conversation": user_assistant(f"Q{i}", f"A{i}")} for i in range(40)])
+    text_path.write_text(sample_text()[:3000], encoding="utf-8")
+    plain = load_conversation_corpus(path, tokenizer, seq_len=24)
+    mixed = load_conversation_corpus(path, tokenizer, seq_len=24, replay=text_path, replay_fraction=0.5)
+    assert len(mixed.train_rows) == 2 * len(plain.train_rows)
+    assert np.array_equal(mixed.val_rows, plain.val_rows)
+    assert mixed.sha256 != plain.sha256  # resume notices a changed replay text
+
+
+def test_replay_needs_sft_and_a_text():
+    with pytest.raises(ValueError, match="replay_data"):
+        TrainConfig(data="x.jsonl", task="sft", init_from="base.safetensors", replay_fraction=0.5)
+    with pytest.raises(ValueError, match=r"replay_fraction must be a number in \[0, 1\)"):
+        TrainConfig(data="x.jsonl", task="sft", init_from="b", replay_data="t.txt", replay_fraction=1.0)
 
 
 def test_a_malformed_line_is_reported_with_its_number(tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 
 from llmedu.sft_data import REFUSALS, UNKNOWN_ANSWERS, Example
-from llmedu.sft_eval import judge, summary
+from llmedu.sft_eval import counts, judge, summary
 from llmedu.world import make_world
 
 
@@ -62,3 +62,12 @@ def test_summary_rates_are_shares_of_their_groups(world):
               judge(example, UNKNOWN_ANSWERS[0], True, world)]
     figures = summary(judged, "sft")
     assert figures["sft_accuracy_heldout_people"] == 0.5 and figures["sft_false_idk_rate"] == 0.5
+
+
+def test_counts_give_each_figures_numerator_and_denominator(world):
+    example = fact_example(world)
+    judged = [judge(example, f"{example.subject} was born in {example.expected}.", True, world),
+              judge(example, UNKNOWN_ANSWERS[0], True, world), judge(example, "hmm", False, world)]
+    assert counts(judged)["accuracy_heldout_people"] == (1, 3)
+    assert counts(judged)["answer_rate"] == (2, 3)
+    assert counts(judged)["refusal_rate"] == (0, 0) and summary(judged, "m")["m_refusal_rate"] is None

@@ -39,6 +39,14 @@ def test_figures_are_in_their_ranges(run_dir):
     assert report["n_params"] > 0 and report["params_file_bytes"] > 4 * report["n_params"]
 
 
+def test_sft_wall_time_is_the_fine_tuning_alone(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["sft_wall_s"] < report["sft_stage_wall_s"]  # the stage also evaluates three models
+    tokens = report["sft_tokens_per_s"] * report["sft_wall_s"]
+    assert tokens == pytest.approx(report["sft_steps"] * 4 * 128, rel=0.01)  # quick: 4 rows of 128 tokens a step
+    assert report["sft_replay_fraction"] == 0.5
+
+
 def test_report_markdown_has_every_section_and_its_plots(run_dir):
     markdown = (run_dir / "report.md").read_text()
     for heading in ("## World", "## Tokenizer", "## Pretraining", "## Evaluation", "### Samples", "## Fine-tuning"):

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from llmedu.world import make_world
+from llmedu.world import invent_names, make_world
 
 
 def test_same_seed_gives_the_same_world():
@@ -75,3 +75,24 @@ def test_late_people_unseen_names_and_people_are_all_different():
 
 def test_adding_late_people_leaves_the_pretrained_people_as_they_were():
     assert make_world(0, n_late=0).people == make_world(0, n_late=20).people
+
+
+def test_invented_names_occur_nowhere_the_model_could_have_read_them():
+    world = make_world(0)
+    late_text = "\n".join(world.late_documents)
+    names = invent_names(world, 50, seed=1)
+    assert len(names) == 50
+    for name in names:
+        assert name.split()[0] not in world.text and name.split()[0] not in late_text
+
+
+def test_invented_names_share_no_first_part_with_the_unseen_names_or_each_other():
+    world = make_world(0)
+    firsts = [name.split()[0] for name in invent_names(world, 50, seed=1)]
+    assert len(set(firsts)) == 50
+    assert not set(firsts) & {name.split()[0] for name in world.unseen_names}
+
+
+def test_invented_names_come_from_the_seed():
+    world = make_world(0)
+    assert invent_names(world, 5, seed=1) == invent_names(world, 5, seed=1) != invent_names(world, 5, seed=2)
