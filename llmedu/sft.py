@@ -184,9 +184,10 @@ def sft_config(base_file, data_file, out, *, steps: int = 300, lr: float = 1e-3,
         replay_data=replay and str(replay), replay_fraction=replay_fraction if replay else 0.0)
 
 
-def write_sft_files(out_dir, world, seed: int = 0):
+def write_sft_files(out_dir, world, seed: int = 0, **options):
     """Write the world's SFT conversations to ``out_dir``: ``sft_train.jsonl`` and ``sft_eval.jsonl``.
 
+    ``options`` go to :func:`llmedu.sft_data.make_sft_data` (e.g. ``n_invented``).
     Returns ``(train_path, eval_path, data)``. Every record keeps what it
     tests (kind, subject, relation, expected, group) beside its conversation,
     so the evaluation file can be scored on its own.
@@ -196,7 +197,7 @@ def write_sft_files(out_dir, world, seed: int = 0):
 
     from llmedu.sft_data import make_sft_data
 
-    data = make_sft_data(world, seed=seed)
+    data = make_sft_data(world, seed=seed, **options)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = out_dir / "sft_train.jsonl", out_dir / "sft_eval.jsonl"

@@ -73,7 +73,7 @@ def _row(figures: dict, sft_counts: dict, label: str, key: str) -> str:
     """One table row: the three models' shares, the SFT model's 95% interval, and how many questions."""
     cells = [figures.get(f"{name}_{key}") for name in ("base_template", "base", "sft")]
     k, n = sft_counts[key]
-    spread = "–" if not n else "{:.0f}–{:.0f}%".format(*(100 * bound for bound in wilson_interval(k, n)))
+    spread = "–" if not n else "{:.1f}–{:.1f}%".format(*(100 * bound for bound in wilson_interval(k, n)))
     return f"| {label} | " + " | ".join("–" if v is None else f"{100 * v:.1f}%" for v in cells) + f" | {spread} | {n} |"
 
 
