@@ -35,7 +35,8 @@ from . import model, threads
 
 threads.apply()  # BLAS and Numba threads for the CPUs this process may use, decided once (llmedu.threads)
 
-__all__ = ["loss_and_grads", "forward_loss", "loss_and_grads_reference",
+__all__ = ["loss_and_grads", "forward_loss", "loss_and_grads_reference", "grads_from_logits",
+           "grads_from_logits_reference",
            "linear_backward", "rmsnorm_backward", "rope_backward", "attention_forward", "attention_backward",
            "swiglu_backward", "cross_entropy", "cross_entropy_backward", "embedding_backward"]
 
@@ -231,6 +232,28 @@ def loss_and_grads_reference(params, config, tokens, targets, loss_mask=None):
     flat_targets, flat_mask = targets.reshape(-1), mask.reshape(-1)
     loss = cross_entropy(logits, flat_targets, flat_mask)
     dlogits = cross_entropy_backward(logits, flat_targets, flat_mask)  # (B*T, V)
+    return loss, _backward(params, config, tokens, dlogits, cache)
+
+
+def _check_loss_fn_result(result, shape, dtype):
+    """The (loss, dlogits) a loss function returned, validated: dlogits as (B*T, V) in the parameters' dtype."""
+    loss, dlogits = result
+    dlogits = np.asarray(dlogits)
+    if dlogits.shape != shape:
+        raise ValueError(f"the loss function returned dlogits of shape {dlogits.shape}; it must be {shape}, "
+                         "the shape of the logits it was given.")
+    if not np.all(np.isfinite(dlogits)):
+        raise ValueError("the loss function returned non-finite dlogits; check it for log(0) or overflow.")
+    return float(loss), np.ascontiguousarray(dlogits.reshape(shape[0] * shape[1], -1), dtype=dtype)
+
+
+def grads_from_logits_reference(params, config, tokens, loss_fn):
+    """The readable version of ``grads_from_logits``."""
+    params, tokens, _, _ = _check(params, config, tokens, tokens, None)
+    logits, cache = _forward_with_cache(params, config, tokens)
+    B, T = tokens.shape
+    loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
+                                          logits.dtype)
     return loss, _backward(params, config, tokens, dlogits, cache)
 
 
@@ -557,6 +580,24 @@ def loss_and_grads(params, config, tokens, targets, loss_mask=None):
     logits, cache = _fast_forward(params, config, tokens, keep=True)
     loss = _fast_loss(logits, targets, mask)  # logits now hold d loss / d logits
     return loss, _fast_backward(params, config, tokens, logits, cache)
+
+
+def grads_from_logits(params, config, tokens, loss_fn):
+    """Any loss computed from the logits, and its gradient for every parameter: the one backward pass.
+
+    Lessons 05–07 train with new losses (a reward model, DPO, GRPO, an
+    adversarial suffix) on the same network; each supplies only
+    ``loss_fn(logits) -> (loss, dlogits)``, with logits (B, T, V) as the
+    forward pass computed them and dlogits = d loss / d logits of the same
+    shape, and the backward pass is this one. tokens: (B, T) or (T,) ints.
+    Returns (loss, grads) like ``loss_and_grads``.
+    """
+    params, tokens, _, _ = _check(params, config, tokens, tokens, None)
+    logits, cache = _fast_forward(params, config, tokens, keep=True)
+    B, T = tokens.shape
+    loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
+                                          logits.dtype)
+    return loss, _fast_backward(params, config, tokens, dlogits, cache)
 
 
 def forward_loss(params, config, tokens, targets, loss_mask=None) -> float:

@@ -272,3 +272,68 @@ def test_saturated_swiglu_gate_stays_finite():
     assert math.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
     assert loss == pytest.approx(loss_ref, rel=1e-4)
     assert all(rel_err(grads[n], grads_ref[n]) <= 1e-4 for n in params)
+
+
+# -------------------------------------------- any loss of the logits (lessons 05-07) --
+
+def tanh_loss(coefficients):
+    """A smooth loss of every logit, with d loss / d logits written out: sum(c * tanh(logits))."""
+    def loss_fn(logits):
+        return float((coefficients * np.tanh(logits)).sum()), coefficients * (1 - np.tanh(logits) ** 2)
+    return loss_fn
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_grads_from_logits_matches_finite_differences_on_every_tensor(name):
+    config = CONFIGS[name]
+    params = float64_params(config, seed=20)
+    tokens, _, _ = batch(config, seed=21)
+    coefficients = np.random.default_rng(22).normal(size=(*tokens.shape, config.vocab_size))
+    loss_fn = tanh_loss(coefficients)
+    loss, grads = backward.grads_from_logits(params, config, tokens, loss_fn)
+    direct = lambda: loss_fn(model.forward(params, config, tokens))[0]  # noqa: E731 - independent of llmedu.backward
+    assert loss == pytest.approx(direct(), rel=1e-12)
+    rng = np.random.default_rng(23)
+    for tensor, p in params.items():
+        g = grads[tensor]
+        flat = list(rng.choice(p.size, 4, replace=False)) + list(np.argsort(np.abs(g).ravel())[-2:])
+        entries = [np.unravel_index(i, p.shape) for i in flat]
+        numeric = numeric_grad(direct, p, entries)
+        assert rel_err(np.array([g[idx] for idx in entries]), numeric) <= FD_TOL, tensor
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_grads_from_logits_fast_path_equals_the_reference(name):
+    config = CONFIGS[name]
+    params = float64_params(config, seed=24)
+    tokens, _, _ = batch(config, seed=25, B=3, T=config.max_seq_len)
+    loss_fn = tanh_loss(np.random.default_rng(26).normal(size=(*tokens.shape, config.vocab_size)))
+    loss, grads = backward.grads_from_logits(params, config, tokens, loss_fn)
+    loss_ref, grads_ref = backward.grads_from_logits_reference(params, config, tokens, loss_fn)
+    assert loss == pytest.approx(loss_ref, rel=1e-12)
+    for n in params:
+        assert rel_err(grads[n], grads_ref[n]) <= 1e-12, n
+
+
+def test_cross_entropy_as_a_loss_of_the_logits_gives_loss_and_grads():
+    config = CONFIGS["gqa"]
+    params = float64_params(config, seed=27)
+    tokens, targets, mask = batch(config, seed=28, masked=True)
+
+    def masked_cross_entropy(logits):  # (B, T, V)
+        flat = logits.reshape(-1, config.vocab_size)
+        return (backward.cross_entropy(flat, targets.reshape(-1), mask.reshape(-1)),
+                backward.cross_entropy_backward(flat, targets.reshape(-1), mask.reshape(-1)).reshape(logits.shape))
+
+    loss, grads = backward.grads_from_logits(params, config, tokens, masked_cross_entropy)
+    expected_loss, expected = backward.loss_and_grads(params, config, tokens, targets, mask)
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    for n in params:
+        assert rel_err(grads[n], expected[n]) <= 1e-10, n
+
+
+def test_dlogits_of_the_wrong_shape_are_refused():
+    config = CONFIGS["gqa"]
+    tokens, _, _ = batch(config, seed=29)
+    with pytest.raises(ValueError, match="dlogits of shape"):
+        backward.grads_from_logits(float64_params(config, seed=30), config, tokens, lambda logits: (0.0, logits[0]))

@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from llmedu.sft import (PAD_TOKEN, load_conversation_corpus, pack, read_conversa
 from llmedu.sft_data import UNKNOWN_ANSWERS, honest_answer, make_sft_data
 from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer, sample_text
 from llmedu.train import TrainConfig, train
+from llmedu.train_state import load_state
 from llmedu.world import make_world
 
 
@@ -247,3 +250,30 @@ def test_sft_refuses_a_base_of_another_shape(tmp_path, base_file, conversations_
 def test_sft_needs_a_base_file():
     with pytest.raises(ValueError, match="init_from"):
         TrainConfig(data="x.jsonl", task="sft")
+
+
+# ------------------------------------------------------------ llmedu sft --
+
+def sft_cli(*args):
+    return subprocess.run([sys.executable, "-m", "llmedu.cli", "sft", "--no-progress", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_the_sft_command_fine_tunes_with_replay_when_given_a_text(tmp_path, base_file, conversations_file):
+    text = tmp_path / "text.txt"
+    text.write_text(sample_text()[:3000], encoding="utf-8")
+    done = sft_cli("--base", base_file[0], "--data", conversations_file, "--replay", text, "--out", tmp_path / "run",
+                   "--steps", 2, "--batch-size", 2)
+    assert done.returncode == 0, done.stderr
+    assert "Done: step 2" in done.stdout
+    saved = load_state(tmp_path / "run").train_config
+    assert saved["replay_fraction"] == 0.5 and saved["replay_data"] == str(text)
+
+
+def test_the_sft_command_reports_a_malformed_line_and_trains_nothing(tmp_path, base_file):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"conversation": user_assistant("Hi", "Hello")}) + "\n{oops\n", encoding="utf-8")
+    done = sft_cli("--base", base_file[0], "--data", bad, "--out", tmp_path / "run", "--steps", 2)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "line 2: not valid JSON" in done.stderr
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
