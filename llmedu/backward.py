@@ -36,7 +36,7 @@ from . import model, threads
 threads.apply()  # BLAS and Numba threads for the CPUs this process may use, decided once (llmedu.threads)
 
 __all__ = ["loss_and_grads", "forward_loss", "loss_and_grads_reference", "grads_from_logits",
-           "grads_from_logits_reference",
+           "grads_from_logits_reference", "forward_logits",
            "linear_backward", "rmsnorm_backward", "rope_backward", "attention_forward", "attention_backward",
            "swiglu_backward", "cross_entropy", "cross_entropy_backward", "embedding_backward"]
 
@@ -598,6 +598,14 @@ def grads_from_logits(params, config, tokens, loss_fn):
     loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
                                           logits.dtype)
     return loss, _fast_backward(params, config, tokens, dlogits, cache)
+
+
+def forward_logits(params, config, tokens) -> np.ndarray:
+    """The logits (B, T, V) of the fast forward pass, in the parameters' dtype, no caches kept: what
+    ``grads_from_logits`` hands its loss function, for measuring without training."""
+    params, tokens, _, _ = _check(params, config, tokens, tokens, None)
+    logits, _ = _fast_forward(params, config, tokens, keep=False)
+    return logits.reshape(*tokens.shape, -1)
 
 
 def forward_loss(params, config, tokens, targets, loss_mask=None) -> float:

@@ -17,6 +17,12 @@ Supervised fine-tuning (lesson 04, ``llmedu sft``) is the same loop with
 the assistant's tokens (:mod:`llmedu.sft`). Both kinds of data answer
 ``corpus.batch(split, batch_size, seq_len, rng) -> (x, y, mask)``.
 
+Preference tuning (lesson 05) is the same loop again, with a new loss:
+``task="reward_model"`` (:mod:`llmedu.reward_model`) and ``task="dpo"``
+(:mod:`llmedu.dpo`) read a comparisons file, draw batches of pairs
+(:mod:`llmedu.comparison_corpus`), and their objective computes the loss
+of a batch through the one backward pass.
+
 Reproducibility: the parameters come from ``seed`` (or ``init_from``), the training batches
 from their own generator seeded from ``seed``, and the evaluation batches
 from a third one that is re-created at every evaluation (the same batches
@@ -49,7 +55,7 @@ __all__ = ["TrainConfig", "TrainResult", "NonFiniteLoss", "train", "estimate_los
 
 BATCH_STREAM, EVAL_STREAM = 1, 2  # separate random streams derived from the one seed
 NOT_COMPARED = ("out", "data", "init_from", "replay_data")  # where things live; the data's hash is compared instead
-TASKS = ("pretrain", "sft")
+TASKS = ("pretrain", "sft", "reward_model", "dpo")
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class TrainConfig:
     init_from: str | None = None  # a parameters file to start from (its tokenizer too); required for "sft"
     replay_data: str | None = None  # sft only: a pretraining text file whose rows are mixed into the batches
     replay_fraction: float = 0.0  # sft only: the share of training rows that are replayed text
+    dpo_beta: float = 0.1  # dpo only: how far from the reference the preferences may pull the model
 
     def __post_init__(self):
         # Resolve the "derived" defaults now, so that a saved config holds the values actually used.
@@ -130,8 +137,10 @@ def _config_problems(c: TrainConfig) -> list[str]:
         problems.append(f"warmup_iters ({c.warmup_iters}) must not exceed lr_decay_iters ({c.lr_decay_iters})")
     if c.task not in TASKS:
         problems.append(f"task must be one of {TASKS}, got {c.task!r}")
-    elif c.task == "sft" and not c.init_from:
-        problems.append("task 'sft' fine-tunes a trained model: give init_from, the path of its parameters file")
+    elif c.task != "pretrain" and not c.init_from:
+        problems.append(f"task {c.task!r} fine-tunes a trained model: give init_from, the path of its parameters file")
+    if isinstance(c.dpo_beta, bool) or not isinstance(c.dpo_beta, (int, float)) or not 0 < c.dpo_beta < math.inf:
+        problems.append(f"dpo_beta must be a positive number, got {c.dpo_beta!r}")
     f = c.replay_fraction
     if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f < 1:
         problems.append(f"replay_fraction must be a number in [0, 1), got {f!r}")
@@ -184,7 +193,8 @@ class _Run:
     """The mutable state of a run in progress."""
 
     config: TrainConfig
-    corpus: Corpus  # or an sft.ConversationCorpus: anything with .batch(split, batch_size, seq_len, rng)
+    corpus: Corpus  # or a ConversationCorpus, a ComparisonCorpus: anything with .batch(split, B, T, rng)
+    objective: object  # the loss of a batch: .loss_and_grads(params, config, batch) and .loss(...)
     model_config: ModelConfig
     params: dict
     optimizer: AdamW
@@ -193,8 +203,20 @@ class _Run:
     saved_step: int | None = None
 
 
+class NextToken:
+    """Pretraining's and SFT's objective: the mean next-token cross-entropy of a batch (x, y, mask)."""
+
+    @staticmethod
+    def loss_and_grads(params, config, batch):
+        return loss_and_grads(params, config, *batch)
+
+    @staticmethod
+    def loss(params, config, batch) -> float:
+        return forward_loss(params, config, *batch)
+
+
 def estimate_loss(params: dict, model_config: ModelConfig, corpus, *, batch_size: int, seq_len: int,
-                  eval_iters: int, seed: int) -> dict[str, float]:
+                  eval_iters: int, seed: int, objective=NextToken) -> dict[str, float]:
     """Mean loss over ``eval_iters`` batches of each split: ``{"train": ..., "val": ...}``.
 
     The batches depend only on ``seed``: every evaluation of a run sees the
@@ -204,7 +226,7 @@ def estimate_loss(params: dict, model_config: ModelConfig, corpus, *, batch_size
     for index, split in enumerate(("train", "val")):
         rng = np.random.default_rng([seed, EVAL_STREAM, index])
         batches = (corpus.batch(split, batch_size, seq_len, rng) for _ in range(eval_iters))
-        losses[split] = float(np.mean([forward_loss(params, model_config, x, y, mask) for x, y, mask in batches]))
+        losses[split] = float(np.mean([objective.loss(params, model_config, batch) for batch in batches]))
     return losses
 
 
@@ -238,7 +260,8 @@ def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
             model_config = config.model_config(len(corpus.tokenizer))
             params = init_params(model_config, seed=config.seed)
         optimizer = AdamW(params, config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
-        return _Run(config, corpus, model_config, params, optimizer, np.random.default_rng([config.seed, BATCH_STREAM]), 0)
+        return _Run(config, corpus, _objective(config, corpus), model_config, params, optimizer,
+                    np.random.default_rng([config.seed, BATCH_STREAM]), 0)
     state = files.load_state(config.out)
     differences = config_differences(state.train_config, asdict(config))
     if differences:
@@ -253,7 +276,8 @@ def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
     optimizer.load_state_dict(state.optimizer)
     rng = np.random.default_rng()
     rng.bit_generator.state = state.rng_state
-    return _Run(config, corpus, state.model_config, state.params, optimizer, rng, state.step, state.step)
+    return _Run(config, corpus, _objective(config, corpus), state.model_config, state.params, optimizer, rng,
+                state.step, state.step)
 
 
 def _load_data(config: TrainConfig, tokenizer=None):
@@ -261,8 +285,31 @@ def _load_data(config: TrainConfig, tokenizer=None):
     if config.task == "sft":
         return load_conversation_corpus(config.data, tokenizer, config.seq_len, config.replay_data,
                                         config.replay_fraction)
+    if config.task in ("reward_model", "dpo"):
+        from llmedu.comparison_corpus import load_comparison_corpus
+
+        corpus = load_comparison_corpus(config.data, tokenizer, config.seq_len)
+        if config.task == "dpo":  # the reference is the model DPO starts from, also when a run is resumed
+            from llmedu.dpo import add_reference
+
+            reference, reference_config, _ = load_params(config.init_from)
+            add_reference(corpus, reference, reference_config)
+        return corpus
     return load_corpus(config.data, seq_len=config.seq_len, tokenizer=config.tokenizer, vocab_size=config.vocab_size,
                        existing=tokenizer)
+
+
+def _objective(config: TrainConfig, corpus):
+    """What a batch's loss is, for the run's task (lesson 05 adds the reward model's and DPO's)."""
+    if config.task == "reward_model":
+        from llmedu.reward_model import REWARD_TOKEN, RewardObjective
+
+        return RewardObjective(corpus.tokenizer.special_tokens[REWARD_TOKEN])
+    if config.task == "dpo":
+        from llmedu.dpo import DPOObjective
+
+        return DPOObjective(corpus, config.dpo_beta)
+    return NextToken
 
 
 def _load_start(config: TrainConfig) -> tuple[dict, ModelConfig, object]:
@@ -306,8 +353,8 @@ def _train_step(run: _Run) -> float:
     """One optimizer step (``grad_accum`` micro-batches, in a fixed order); returns the mean loss."""
     c, grads, losses = run.config, None, []
     for _ in range(c.grad_accum):
-        x, y, mask = run.corpus.batch("train", c.batch_size, c.seq_len, run.rng)
-        loss, micro = loss_and_grads(run.params, run.model_config, x, y, mask)
+        batch = run.corpus.batch("train", c.batch_size, c.seq_len, run.rng)
+        loss, micro = run.objective.loss_and_grads(run.params, run.model_config, batch)
         losses.append(loss)
         if grads is None:
             grads = micro
@@ -329,7 +376,7 @@ def _train_step(run: _Run) -> float:
 def _evaluate(run: _Run, elapsed: float, say, on_eval=None) -> dict:
     c = run.config
     losses = estimate_loss(run.params, run.model_config, run.corpus, batch_size=c.batch_size, seq_len=c.seq_len,
-                           eval_iters=c.eval_iters, seed=c.seed)
+                           eval_iters=c.eval_iters, seed=c.seed, objective=run.objective)
     for split, value in losses.items():
         if not math.isfinite(value):
             raise _diverged(run, f"the {split} loss of the evaluation", value, run.step)
