@@ -297,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--max-new-tokens", type=int, default=128)
     talk.set_defaults(handler=_chat)
 
+    from llmedu.rlhf_cli import add_parser as add_rlhf_parser
+
+    add_rlhf_parser(commands)
+
     info = commands.add_parser("info", help="versions, and how many threads BLAS and Numba use and why")
     info.set_defaults(handler=_info)
     return parser

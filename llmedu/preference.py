@@ -43,7 +43,7 @@ RUBRIC = {
     "refusal": {"refusal": 2.0, "idk": 1.0, "no_answer": 1.0, "wrong": 0.0, "correct": 0.0},
 }
 LENGTH_PENALTY = 0.01  # per reply token: shorter wins among equals
-NOISE = 0.5  # the labeller's Bradley–Terry temperature (self-disagreement about 10% on the speedrun's pairs)
+NOISE = 0.4  # the labeller's Bradley–Terry temperature: it disagrees with itself on ~10% of the speedrun's pairs
 
 
 @dataclass(frozen=True)
@@ -82,15 +82,17 @@ def sample_replies(params, config, tokenizer, prompt: list, n: int, *, temperatu
 
 
 def label_pairs(example, replies: list, world, tokenizer, rng, noise: float = NOISE) -> list[Comparison]:
-    """Every pair of distinct replies with different verdicts, labelled by one noisy draw each.
+    """Every pair of distinct replies the rubric scores differently, labelled by one noisy draw each.
 
-    Pairs with the same verdict (two correct answers, say) are left out: the
-    labeller would be judging only their length.
+    Pairs the rubric scores alike (two correct answers; an invented fact and
+    no answer) are left out: the labeller would be judging only their length.
     """
-    scored = {}  # reply text -> (gold reward, verdict)
+    scored = {}  # reply text -> (gold reward, the rubric's score of its verdict)
     for ids, finished in replies:
         text = tokenizer.decode(ids)
-        scored.setdefault(text, gold_reward(example, text, finished, world, len(ids)))
+        if text not in scored:
+            gold, verdict = gold_reward(example, text, finished, world, len(ids))
+            scored[text] = gold, RUBRIC[example.kind][verdict]
     texts = sorted(scored)  # a fixed order, whatever order the samples came in
     comparisons = []
     for i, a in enumerate(texts):
@@ -107,7 +109,7 @@ def label_pairs(example, replies: list, world, tokenizer, rng, noise: float = NO
 def make_comparisons(params, config, tokenizer, examples: list, world, *, n_samples: int = 4,
                      temperature: float = 1.0, noise: float = NOISE, seed: int = 0, progress: bool = False
                      ) -> list[Comparison]:
-    """Sample ``n_samples`` replies to each example's question and label every informative pair."""
+    """Sample ``n_samples`` replies to each example's question and label every informative pair, shuffled."""
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng([seed, 1])
@@ -116,7 +118,7 @@ def make_comparisons(params, config, tokenizer, examples: list, world, *, n_samp
         replies = sample_replies(params, config, tokenizer, example.prompt(), n_samples, temperature=temperature,
                                  seed=seed * 1_000_003 + index)
         comparisons += label_pairs(example, replies, world, tokenizer, rng, noise)
-    return comparisons
+    return [comparisons[i] for i in rng.permutation(len(comparisons))]  # mixed, so any tail is a fair sample
 
 
 def split_by_subject(examples: list, seed: int = 0) -> tuple[list, list]:

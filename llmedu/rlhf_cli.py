@@ -1,0 +1,110 @@
+"""``llmedu rlhf``: comparisons, a reward model and DPO from the command line (lesson 05).
+
+    llmedu rlhf comparisons --out runs/rlhf/comparisons.jsonl     # sample replies, let the labeller choose
+    llmedu rlhf reward-model --comparisons FILE --out runs/rm      # Bradley–Terry on the pairs
+    llmedu rlhf dpo --comparisons FILE --out runs/dpo --beta 0.1   # the chat model, tuned on the pairs
+
+The trainers are the one training loop (``llmedu.train``) with another task:
+checkpoints, ``--resume`` and progress as for ``llmedu sft``. Comparisons can
+come from any JSON Lines file of ``prompt``/``chosen``/``rejected``
+(``llmedu.preference``); a malformed line is reported before anything is trained.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _default_model(path):
+    if path is not None:
+        return path
+    from llmedu.chat_model import ASSETS, MODEL_NAME
+
+    return str(ASSETS / MODEL_NAME)
+
+
+def _comparisons(args) -> int:
+    from llmedu.chat_model import eval_questions
+    from llmedu.preference import ceiling, make_comparisons, self_disagreement, split_by_subject, write_comparisons
+    from llmedu.sample import load_run
+
+    params, config, tokenizer, _ = load_run(_default_model(args.model))
+    world, data = eval_questions({"world": {"seed": args.world_seed, "n_people": args.world_people},
+                                  "sft_data_seed": args.world_seed})
+    questions = split_by_subject(data.eval, seed=args.seed)[0]
+    comparisons = make_comparisons(params, config, tokenizer, questions, world, n_samples=args.samples,
+                                   noise=args.noise, seed=args.seed, progress=not args.no_progress)
+    write_comparisons(args.out, comparisons)
+    print(f"{len(comparisons)} comparisons from {len(questions)} questions written to {args.out}; the labeller "
+          f"disagrees with itself on {self_disagreement(comparisons, args.noise):.1%} of them, so no model can "
+          f"agree with it on more than {ceiling(comparisons, args.noise):.1%}.")
+    return 0
+
+
+def _trainer(task: str):
+    def run(args) -> int:
+        start = time.perf_counter()
+        if not args.resume and args.comparisons is None:
+            print("llmedu rlhf: give --comparisons FILE (`llmedu rlhf comparisons` writes one), or --resume.",
+                  file=sys.stderr)
+            return 2
+        from llmedu.sft import sft_config
+        from llmedu.train import NonFiniteLoss, TrainConfig, train
+        from llmedu.train_state import load_state
+
+        try:
+            if args.resume:
+                config = TrainConfig(**load_state(args.out).train_config)
+            else:
+                extra = {"dpo_beta": args.beta} if task == "dpo" else {}
+                config = sft_config(_default_model(args.base), args.comparisons, args.out, steps=args.steps,
+                                    lr=args.lr, batch_size=args.batch_size, seed=args.seed, task=task, **extra)
+            result = train(config, resume=args.resume, progress=not args.no_progress, start_time=start)
+        except NonFiniteLoss as err:
+            print(f"llmedu rlhf: {err}", file=sys.stderr)
+            return 1
+        except (ValueError, OSError) as err:  # a bad comparisons line, base file or checkpoint: the message says
+            print(f"llmedu rlhf: {err}", file=sys.stderr)
+            return 2
+        if result.interrupted:
+            print(f"Interrupted at step {result.step}; continue with: llmedu rlhf {args.rlhf_command} "
+                  f"--out {result.out_dir} --resume")
+            return 130
+        print(f"Done: step {result.step}, val loss {result.evals[-1]['val_loss']:.4f} in {result.elapsed_s:.1f} s.")
+        return 0
+    return run
+
+
+def add_parser(commands) -> None:
+    """Register ``llmedu rlhf`` and its subcommands on the main parser's subcommands."""
+    rlhf = commands.add_parser("rlhf", help="comparisons, a reward model and DPO (lesson 05)")
+    sub = rlhf.add_subparsers(dest="rlhf_command", required=True)
+
+    comparisons = sub.add_parser("comparisons", help="sample the chat model's replies and let the labeller choose")
+    comparisons.add_argument("--model", help="the chat model (default: the shipped one)")
+    comparisons.add_argument("--out", default="comparisons.jsonl", help="JSON Lines file to write")
+    comparisons.add_argument("--samples", type=int, default=4, help="replies sampled per question (default 4)")
+    comparisons.add_argument("--noise", type=float, default=0.4, help="the labeller's noise (default 0.4)")
+    comparisons.add_argument("--seed", type=int, default=1337)
+    comparisons.add_argument("--world-seed", type=int, default=1337, help="the world the model read (default 1337)")
+    comparisons.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")
+    comparisons.add_argument("--no-progress", action="store_true")
+    comparisons.set_defaults(handler=_comparisons)
+
+    for task, name, text, steps in (("reward_model", "reward-model", "train a reward model on comparisons", 120),
+                                    ("dpo", "dpo", "tune the chat model on comparisons with DPO", 120)):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("--comparisons", help="JSON Lines file of prompt/chosen/rejected")
+        parser.add_argument("--base", help="the model to start from (default: the shipped chat model)")
+        parser.add_argument("--out", required=True, help="run folder")
+        parser.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
+        parser.add_argument("--lr", type=float, default=1e-4 if task == "dpo" else 3e-4,
+                            help="peak learning rate")
+        parser.add_argument("--batch-size", type=int, default=16, help="pairs per step (default 16)")
+        parser.add_argument("--seed", type=int, default=1337)
+        if task == "dpo":
+            parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default 0.1)")
+        parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+        parser.add_argument("--no-progress", action="store_true")
+        parser.set_defaults(handler=_trainer(task))
