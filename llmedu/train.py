@@ -21,7 +21,8 @@ Preference tuning (lesson 05) is the same loop again, with a new loss:
 ``task="reward_model"`` (:mod:`llmedu.reward_model`) and ``task="dpo"``
 (:mod:`llmedu.dpo`) read a comparisons file, draw batches of pairs
 (:mod:`llmedu.comparison_corpus`), and their objective computes the loss
-of a batch through the one backward pass.
+of a batch through the one backward pass; ``task="grpo"`` (:mod:`llmedu.grpo`)
+draws questions and samples its own replies with the current parameters.
 
 Reproducibility: the parameters come from ``seed`` (or ``init_from``), the training batches
 from their own generator seeded from ``seed``, and the evaluation batches
@@ -55,7 +56,7 @@ __all__ = ["TrainConfig", "TrainResult", "NonFiniteLoss", "train", "estimate_los
 
 BATCH_STREAM, EVAL_STREAM = 1, 2  # separate random streams derived from the one seed
 NOT_COMPARED = ("out", "data", "init_from", "replay_data")  # where things live; the data's hash is compared instead
-TASKS = ("pretrain", "sft", "reward_model", "dpo")
+TASKS = ("pretrain", "sft", "reward_model", "dpo", "grpo")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class TrainConfig:
     replay_data: str | None = None  # sft only: a pretraining text file whose rows are mixed into the batches
     replay_fraction: float = 0.0  # sft only: the share of training rows that are replayed text
     dpo_beta: float = 0.1  # dpo only: how far from the reference the preferences may pull the model
+    grpo_group_size: int = 8  # grpo only: replies sampled per question
+    grpo_beta: float = 0.04  # grpo only: weight of the KL penalty to the reference
 
     def __post_init__(self):
         # Resolve the "derived" defaults now, so that a saved config holds the values actually used.
@@ -139,8 +142,13 @@ def _config_problems(c: TrainConfig) -> list[str]:
         problems.append(f"task must be one of {TASKS}, got {c.task!r}")
     elif c.task != "pretrain" and not c.init_from:
         problems.append(f"task {c.task!r} fine-tunes a trained model: give init_from, the path of its parameters file")
-    if isinstance(c.dpo_beta, bool) or not isinstance(c.dpo_beta, (int, float)) or not 0 < c.dpo_beta < math.inf:
-        problems.append(f"dpo_beta must be a positive number, got {c.dpo_beta!r}")
+    for name, smallest in (("dpo_beta", "> 0"), ("grpo_beta", ">= 0")):  # DPO's beta scales its whole gradient
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 <= value < math.inf and (value > 0 or smallest == ">= 0")):
+            problems.append(f"{name} must be a finite number {smallest}, got {value!r}")
+    if isinstance(c.grpo_group_size, bool) or not isinstance(c.grpo_group_size, int) or c.grpo_group_size < 2:
+        problems.append(f"grpo_group_size must be an integer >= 2 (advantages compare replies), got {c.grpo_group_size!r}")
     f = c.replay_fraction
     if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f < 1:
         problems.append(f"replay_fraction must be a number in [0, 1), got {f!r}")
@@ -285,6 +293,10 @@ def _load_data(config: TrainConfig, tokenizer=None):
     if config.task == "sft":
         return load_conversation_corpus(config.data, tokenizer, config.seq_len, config.replay_data,
                                         config.replay_fraction)
+    if config.task == "grpo":
+        from llmedu.grpo import load_questions
+
+        return load_questions(config.data, tokenizer, config.seq_len)
     if config.task in ("reward_model", "dpo"):
         from llmedu.comparison_corpus import load_comparison_corpus
 
@@ -309,6 +321,12 @@ def _objective(config: TrainConfig, corpus):
         from llmedu.dpo import DPOObjective
 
         return DPOObjective(corpus, config.dpo_beta)
+    if config.task == "grpo":  # the reference is the model GRPO starts from, also when a run is resumed
+        from llmedu.grpo import GRPOObjective
+
+        reference, reference_config, _ = load_params(config.init_from)
+        return GRPOObjective(corpus.tokenizer, (reference, reference_config), config.grpo_group_size,
+                             config.grpo_beta)
     return NextToken
 
 

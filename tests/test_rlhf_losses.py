@@ -9,6 +9,7 @@ from test_backward import CONFIGS, FD_TOL, float64_params, numeric_grad, rel_err
 from llmedu import logprobs
 from llmedu.comparison_corpus import PairBatch
 from llmedu.dpo import DPOObjective, dpo_loss
+from llmedu.grpo import group_advantages, grpo_loss, kl_k3, year_reward
 from llmedu.reward_model import RewardObjective, bradley_terry_loss
 
 
@@ -89,3 +90,51 @@ def test_dpo_gradients_through_the_model_match_finite_differences():
     reference = np.random.default_rng(5).normal(size=(2, 2)) - 4  # (pairs, 2): log ref of chosen, rejected
     objective = DPOObjective(SimpleNamespace(extra={"reference_train": reference}), beta=0.5)
     check_through_the_model(objective, config, pair_batch(config, seed=6, length=6), seed=7)
+
+
+# ----------------------------------------------------------------- GRPO --
+
+def grpo_inputs(seed, n=4, t=5):
+    rng = np.random.default_rng(seed)
+    lp, ref = -rng.random((n, t)) * 3, -rng.random((n, t)) * 3
+    old = lp + rng.normal(size=(n, t)) * 0.3  # rho = exp(lp - old) away from 1, some of it clipped
+    mask = (rng.random((n, t)) < 0.7).astype(float)
+    mask[:, 0] = 1
+    return lp, old, ref, rng.normal(size=n), mask
+
+
+def test_grpo_gradient_matches_finite_differences_with_the_clip_active():
+    lp, old, ref, advantages, mask = grpo_inputs(8)
+    rho = np.exp(lp - old)
+    assert np.any((rho < 0.8) | (rho > 1.2))  # the case the clip changes
+    _, d_lp = grpo_loss(lp, old, ref, advantages, mask, clip=0.2, beta=0.1)
+    numeric = numeric_grad(lambda: grpo_loss(lp, old, ref, advantages, mask, clip=0.2, beta=0.1)[0], lp)
+    assert rel_err(d_lp.reshape(-1), numeric) <= FD_TOL
+
+
+def test_grpo_loss_of_hand_checkable_replies():
+    # one token each, policy = sampler = reference: rho = 1, k3 = 0, loss = -mean(A)
+    zeros = np.zeros((2, 1))
+    loss, d_lp = grpo_loss(zeros, zeros, zeros, np.array([1.0, -3.0]), np.ones((2, 1)))
+    assert loss == pytest.approx(1.0) and np.allclose(d_lp[:, 0], [-0.5, 1.5])
+
+
+def test_group_advantages_are_zero_for_a_group_that_scores_alike():
+    advantages = group_advantages(np.array([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]))
+    assert np.allclose(advantages[0], [1, -1, -1, 1], atol=1e-5) and np.all(advantages[1] == 0)
+
+
+def test_year_reward_checks_the_name_and_the_one_year():
+    from llmedu.sft_data import Example
+
+    example = Example([], "fact", "Ilsa Varrow", "birth_year", "1812", "heldout_people")
+    assert year_reward(example, "Ilsa Varrow was born in 1812.") == 1.0
+    assert year_reward(example, "Ilsa Varrom was born in 1812.") == 0.0  # another name
+    assert year_reward(example, "Ilsa Varrow was born in 1812 or 1813.") == 0.0  # hedging is not an answer
+    assert year_reward(example, "Ilsa Varrow was born in 1821.") == 0.0
+
+
+def test_k3_is_zero_at_the_reference_and_positive_elsewhere():
+    lp = np.log(np.array([[0.5, 0.2]]))
+    assert kl_k3(lp, lp, np.ones((1, 2))) == 0.0
+    assert kl_k3(lp, lp - 0.3, np.ones((1, 2))) > 0

@@ -249,7 +249,7 @@ def test_pretrain_reports_a_data_error_without_a_traceback(tmp_path):
 
 def test_pretrain_help_states_the_train_config_defaults():
     for field in fields(TrainConfig):
-        if field.name in ("task", "replay_fraction", "dpo_beta"):  # for the other commands (sft, rlhf)
+        if field.name in ("task", "replay_fraction", "dpo_beta", "grpo_group_size", "grpo_beta"):  # sft, rlhf
             continue
         if field.default not in (None, MISSING):
             assert f"(default {field.default})" in PRETRAIN_FLAGS[field.name][1], field.name
