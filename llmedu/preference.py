@@ -107,9 +107,14 @@ def label_pairs(example, replies: list, world, tokenizer, rng, noise: float = NO
 
 
 def make_comparisons(params, config, tokenizer, examples: list, world, *, n_samples: int = 4,
-                     temperature: float = 1.0, noise: float = NOISE, seed: int = 0, progress: bool = False
-                     ) -> list[Comparison]:
-    """Sample ``n_samples`` replies to each example's question and label every informative pair, shuffled."""
+                     temperature: float = 1.0, noise: float = NOISE, seed: int = 0, progress: bool = False,
+                     with_reference: bool = False) -> list[Comparison]:
+    """Sample ``n_samples`` replies to each example's question and label every informative pair, shuffled.
+
+    ``with_reference``: the example's own answer (the SFT data's) joins the
+    candidates, so that even a model that answers everything alike yields
+    pairs (the quick speedrun's tiny model does).
+    """
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng([seed, 1])
@@ -117,6 +122,8 @@ def make_comparisons(params, config, tokenizer, examples: list, world, *, n_samp
     for index, example in enumerate(tqdm(examples, desc="comparisons", disable=not progress)):
         replies = sample_replies(params, config, tokenizer, example.prompt(), n_samples, temperature=temperature,
                                  seed=seed * 1_000_003 + index)
+        if with_reference:
+            replies.append((tokenizer.encode(example.conversation[-1]["content"]), True))
         comparisons += label_pairs(example, replies, world, tokenizer, rng, noise)
     return [comparisons[i] for i in rng.permutation(len(comparisons))]  # mixed, so any tail is a fair sample
 

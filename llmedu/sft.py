@@ -166,8 +166,8 @@ def load_conversation_corpus(path, tokenizer, seq_len: int, replay=None, replay_
 
 
 def sft_config(base_file, data_file, out, *, steps: int = 300, lr: float = 1e-3, batch_size: int = 8,
-               seed: int = 1337, eval_interval: int | None = None, replay=None, replay_fraction: float = 0.0,
-               task: str = "sft", **fields):
+               seed: int = 1337, eval_interval: int | None = None, eval_iters: int = 5, replay=None,
+               replay_fraction: float = 0.0, task: str = "sft", **fields):
     """The TrainConfig that fine-tunes ``base_file`` on ``data_file``: the model's shape is read from the file.
 
     No weight decay: fine-tuning nudges trained weights, and decaying them
@@ -183,7 +183,8 @@ def sft_config(base_file, data_file, out, *, steps: int = 300, lr: float = 1e-3,
         data=str(data_file), task=task, init_from=str(base_file), dim=shape.dim, n_layers=shape.n_layers,
         n_heads=shape.n_heads, n_kv_heads=shape.n_kv_heads, hidden_dim=shape.hidden_dim, seq_len=shape.max_seq_len,
         batch_size=batch_size, max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=max(1, steps // 20),
-        weight_decay=0.0, eval_interval=eval_interval or max(1, steps // 4), eval_iters=5, seed=seed, out=str(out),
+        weight_decay=0.0, eval_interval=eval_interval or max(1, steps // 4), eval_iters=eval_iters, seed=seed,
+        out=str(out),
         replay_data=replay and str(replay), replay_fraction=replay_fraction if replay else 0.0, **fields)
 
 

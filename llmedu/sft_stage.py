@@ -51,7 +51,7 @@ def sft_stage(run) -> dict:
     })
     plot = _plot_accuracy(run.out_dir, figures)
     run.notes.append(_notes(figures, judged["sft"], counts(judged["sft"]), plot))
-    run.state.update(sft_params=result.params, sft_dir=folder / "model")
+    run.state.update(sft_params=result.params, sft_dir=folder / "model", sft_data=data)
     return figures
 
 

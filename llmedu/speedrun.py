@@ -23,6 +23,7 @@ from llmedu.data import split_text
 from llmedu.evaluate import bits_per_byte, complete, compressor_bits_per_byte, fact_recall, hallucination_rate
 from llmedu.model import count_params
 from llmedu.plots import save_plot
+from llmedu.rlhf_stage import rlhf_stage
 from llmedu.sft_stage import sft_stage
 from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer
 from llmedu.train import TrainConfig, train
@@ -46,10 +47,16 @@ DEFAULT_SEED = 1337  # the seed of the shipped base model (and `llmedu speedrun`
 SIZES = {
     False: dict(n_people=300, vocab_size=512, dim=128, n_layers=4, n_heads=4, hidden_dim=344, seq_len=256,
                 batch_size=4, max_iters=2500, eval_interval=500, recall_people=100,
-                sft_steps=240, sft_batch_size=16, sft_lr=1e-3, sft_replay_fraction=0.5),
+                sft_steps=240, sft_batch_size=16, sft_lr=1e-3, sft_replay_fraction=0.5,
+                rlhf_questions=600, rlhf_reference=False, rm_steps=120, rm_lr=3e-4, rm_batch_size=16, dpo_steps=120, dpo_lr=1e-5,
+                dpo_batch_size=16, dpo_beta=0.1, grpo_steps=80, grpo_lr=1e-4, grpo_batch_size=4, grpo_group_size=8,
+                grpo_eval_iters=1),
     True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=128,
                batch_size=2, max_iters=60, eval_interval=30, recall_people=12,
-               sft_steps=10, sft_batch_size=4, sft_lr=1e-3, sft_replay_fraction=0.5),
+               sft_steps=10, sft_batch_size=4, sft_lr=1e-3, sft_replay_fraction=0.5,
+               rlhf_questions=40, rlhf_reference=True, rm_steps=4, rm_lr=3e-4, rm_batch_size=4, dpo_steps=4, dpo_lr=1e-5,
+               dpo_batch_size=4, dpo_beta=0.1, grpo_steps=4, grpo_lr=1e-4, grpo_batch_size=2, grpo_group_size=4,
+               grpo_eval_iters=1),
 }
 
 
@@ -216,7 +223,8 @@ def _evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, 
 
 
 STAGES = [("world", world_stage), ("tokenizer", tokenizer_stage), ("pretrain", pretrain_stage),
-          ("evaluate", evaluate_stage), ("sft", sft_stage)]
+          ("evaluate", evaluate_stage), ("sft", sft_stage),
+          ("rlhf", rlhf_stage)]
 
 
 def write_report(run: Run) -> None:
