@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmedu.logprobs import sigmoid
-from llmedu.preference import NOISE, prefer_probability
+from llmedu.preference import NOISE, gold_reward, prefer_probability, split_by_subject
+from llmedu.sft_eval import ask_chat, ask_few_shot, few_shot_prefix
 
 ANCHOR = 1000.0  # the mean rating
 ELO_PER_NAT = 400 / np.log(10)  # Elo points per unit of log-odds: R = ELO_PER_NAT * strength
@@ -91,6 +92,57 @@ class Votes:
         """(votes each model took part in, votes it won), each (n_models,)."""
         played = np.bincount(self.a, minlength=n_models) + np.bincount(self.b, minlength=n_models)
         return played, np.bincount(self.winners, minlength=n_models)
+
+
+# ------------------------------------------------------ the contestants --
+
+def held_out_questions(eval_examples: list, n: int | None, seed: int) -> list:
+    """``n`` questions (all if None or fewer) of the second half of ``preference.split_by_subject(eval_examples, seed)``.
+
+    That half is never used for comparisons (with the same seed), so no
+    contestant was tuned on a question it is asked here. The ``n`` are drawn at
+    random, since the examples come grouped by what they test, and kept in order.
+    """
+    questions = split_by_subject(eval_examples, seed)[1]
+    if n is not None and n < len(questions):
+        chosen = np.sort(np.random.default_rng([seed, 3]).choice(len(questions), size=n, replace=False))
+        questions = [questions[i] for i in chosen]
+    return questions
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One contestant's greedy replies to the questions, with the rubric's verdicts and gold rewards."""
+
+    replies: list  # (P,) str
+    verdicts: list  # (P,) "correct", "idk", ...
+    gold: np.ndarray  # (P,)
+
+
+def answer_questions(params, config, tokenizer, questions: list, world, *, few_shot: bool = False,
+                     progress: bool = False, name: str = "") -> Answers:
+    """The model's greedy reply to each question, scored by ``preference.gold_reward``.
+
+    A chat model is asked through the chat template; a base model
+    (``few_shot``) as a question/answer document (``sft_eval.ask_few_shot``),
+    which sees only the last question of a multi-turn prompt. The length
+    penalty counts the reply's text in the model's own tokens, so a chat
+    reply and a few-shot answer line are counted alike.
+    """
+    from tqdm.auto import tqdm
+
+    prefix = few_shot_prefix(world) if few_shot else None
+    replies, verdicts, gold = [], [], []
+    for example in tqdm(questions, desc=name or "answers", disable=not progress):
+        if few_shot:
+            reply, finished = ask_few_shot(params, config, tokenizer, example, prefix)
+        else:
+            reply, finished = ask_chat(params, config, tokenizer, example)
+        reward, verdict = gold_reward(example, reply, finished, world, len(tokenizer.encode(reply.strip())))
+        replies.append(reply.strip())
+        verdicts.append(verdict)
+        gold.append(reward)
+    return Answers(replies, verdicts, np.array(gold))
 
 
 # ------------------------------------------------------------- voting --
