@@ -97,7 +97,7 @@ class Votes:
 # ------------------------------------------------------ the contestants --
 
 def held_out_questions(eval_examples: list, n: int | None, seed: int) -> list:
-    """``n`` questions (all if None or fewer) of the second half of ``preference.split_by_subject(eval_examples, seed)``.
+    """``n`` questions (all if None or fewer) of the second half of ``split_by_subject(eval_examples, seed)``.
 
     That half is never used for comparisons (with the same seed), so no
     contestant was tuned on a question it is asked here. The ``n`` are drawn at
@@ -159,9 +159,10 @@ def collect_votes(gold: dict, rng: np.random.Generator, noise: float = NOISE,
     rewards = np.stack([np.asarray(g, dtype=np.float64) for g in gold.values()])  # (M, P)
     n_models, n_prompts = rewards.shape
     pairs = list(itertools.combinations(range(n_models), 2))
+    per_prompt = len(pairs) if pairs_per_prompt is None else pairs_per_prompt
     a, b, a_won, prompt = [], [], [], []
     for question in range(n_prompts):
-        shown = pairs if pairs_per_prompt is None else [pairs[k] for k in rng.permutation(len(pairs))[:pairs_per_prompt]]
+        shown = pairs if per_prompt >= len(pairs) else [pairs[k] for k in rng.permutation(len(pairs))[:per_prompt]]
         for i, j in shown:
             a.append(i)
             b.append(j)

@@ -86,7 +86,8 @@ def _check_order(learner, args: tuple, answer) -> None:
     if not same:
         learner.fail_because(args, f"your ratings depend on the order of the votes: {np.round(first, 2)} for "
                                    f"this order, {np.round(second, 2)} for the reverse order. Online Elo updates "
-                                   "(R += K (1 - expected)) do; a Bradley–Terry fit of all the votes at once does not")
+                                   "(R += K (1 - expected)) do; a Bradley–Terry fit of all the votes at once "
+                                   "does not")
 
 
 def _check_unbeaten(learner) -> None:
@@ -95,7 +96,7 @@ def _check_unbeaten(learner) -> None:
     args = (winners, losers, n_models)
     ratings = np.asarray(learner.call(winners.copy(), losers.copy(), n_models, shown=args), dtype=float)
     if ratings.shape != (n_models,) or not np.isfinite(ratings).all():
-        learner.fail_because(args, f"model 0 won every vote, and your ratings are {ratings}: they must be "
+        learner.fail_because(args, f"model 0 won every vote, and your ratings are {np.round(ratings, 2)}: they must be "
                                    f"{n_models} finite numbers. An unbeaten model's likelihood keeps rising as "
                                    "its rating grows: add a tiny prior (a penalty like 1e-4 * strength**2 / 2) "
                                    "or stop after a fixed number of steps")
