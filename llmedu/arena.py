@@ -218,8 +218,11 @@ def bradley_terry_ratings(votes: Votes, n_models: int, prior: float = PRIOR, tol
     A model that won (or lost) every vote has no finite maximum-likelihood
     rating: it could always be rated higher. A Gaussian prior on each
     strength, of precision ``prior`` (default 1e-4: a standard deviation of
-    100 log-odds units, some 17,000 Elo points), keeps it finite while
-    changing other fits by hundredths of a point. The prior cannot move the
+    100 log-odds units, some 17,000 Elo points), keeps it finite — still far
+    above the rest (some 1,900 points for 50 straight wins over a
+    middling model): the votes set no upper bound, and its bootstrap interval
+    says so — while moving other fits by hundredths of a point (0.013 for 3
+    wins to 1). The prior cannot move the
     mean (the likelihood's gradient sums to zero), so the mean strength is 0
     and the mean rating exactly 1000. A model without votes is rated 1000.
     """
