@@ -14,6 +14,7 @@ from llmedu.checks.framework import EXERCISES, Exercise
 from llmedu.checks.pretraining import (
     adamw_update, cross_entropy, cross_entropy_backward, finite_difference, linear_backward, rmsnorm_backward,
 )
+from llmedu.checks.rlhf import elo_ratings
 from llmedu.checks.sft_chat import honest_answer, masked_cross_entropy, reply_loop, render_conversation
 from llmedu.checks.tokenizer import decode, encode, get_stats, merge, train
 from llmedu.checks.transformer import (
@@ -36,4 +37,6 @@ __all__ = [
     "adamw_update",
     # lesson 04
     "render_conversation", "masked_cross_entropy", "reply_loop", "honest_answer",
+    # lesson 05
+    "elo_ratings",
 ]

@@ -1,4 +1,4 @@
-"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``, ``info``."""
+"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``, ``info``, ``arena``."""
 
 from __future__ import annotations
 
@@ -300,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     from llmedu.rlhf_cli import add_parser as add_rlhf_parser
 
     add_rlhf_parser(commands)
+
+    from llmedu.arena_cli import add_parser as add_arena_parser
+
+    add_arena_parser(commands)
 
     info = commands.add_parser("info", help="versions, and how many threads BLAS and Numba use and why")
     info.set_defaults(handler=_info)
