@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from llmedu.best_of_n import (best_of_n_curve, best_of_n_picks, curve_from_scores, gold_scorer, kl_bound,
-                              powers_of_two)
+                              over_optimisation, powers_of_two)
 from llmedu.chat_model import eval_questions, load_chat_model
 from llmedu.checkpoint import save_params
 from llmedu.data import tokenizer_to_text
@@ -42,6 +42,29 @@ def test_the_curve_reports_the_gold_reward_of_the_proxy_pick_and_the_oracle_of_t
     curve = curve_from_scores(proxy, gold, ns=(1, 2))
     assert curve["gold"] == [1.5, 0.5] and curve["proxy"] == [0.5, 1.0] and curve["oracle"] == [1.5, 2.0]
     assert curve["kl"] == [0.0, pytest.approx(math.log(2) - 0.5)]
+
+
+def test_a_gold_reward_falling_while_the_proxy_rises_is_called_over_optimisation():
+    rng = np.random.default_rng(0)
+    proxy = np.tile([0.0, 1.0, 2.0, 3.0], (30, 1))  # (questions, samples): later samples look better...
+    gold = np.tile([2.0, 1.5, 1.0, 0.0], (30, 1)) + rng.normal(0, 0.3, (30, 4))  # ...and are worse
+    curve = curve_from_scores(proxy, gold, ns=(1, 2, 4))
+    assert curve["gold_peak_n"] == 1 and curve["gold_fall"] == pytest.approx(2.0, abs=0.3)
+    assert over_optimisation(curve).startswith("Over-optimisation shows")
+
+
+def test_a_gold_reward_still_rising_at_the_largest_n_is_not_over_optimisation():
+    scores = np.random.default_rng(0).normal(size=(30, 4))
+    assert over_optimisation(curve_from_scores(scores, scores, ns=(1, 2, 4))).startswith("No over-optimisation")
+
+
+def test_a_dip_within_noise_is_not_called_over_optimisation():
+    proxy = np.tile([0.0, 1.0], (30, 1))
+    first = np.linspace(0.0, 2.0, 30)
+    second = first - 0.05 + np.tile([1.0, -1.0], 15)  # worse by 0.05 on average, give or take 1 per question
+    gold = np.stack([first, second], axis=1)
+    curve = curve_from_scores(proxy, gold, ns=(1, 2))
+    assert curve["gold_peak_n"] == 1 and over_optimisation(curve).startswith("No clear over-optimisation")
 
 
 @pytest.fixture(scope="module")
