@@ -8,7 +8,9 @@ top 1/n, and its KL divergence from the chat model is at most
 
     KL(best-of-n || chat model) <= log n - (n - 1) / n     (nats; 0 at n = 1)
 
-(exact for continuous rewards without ties). Because the labeller is
+(as Gao et al. 2022 plot it; equal when no two samples tie, which here they
+often do: the chat model repeats itself, so the true KL is smaller and the
+formula is the x axis, an upper bound). Because the labeller is
 simulated we also know the **gold reward** (:func:`llmedu.preference.gold_reward`)
 of every pick, so we can watch both as n grows. The proxy of the pick can
 only rise with n; the gold one rises while the reward model ranks replies
@@ -36,7 +38,7 @@ DEFAULT_NS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def kl_bound(n: int) -> float:
-    """KL of best-of-n from the sampling policy, in nats: log n - (n - 1) / n (Stiennon et al. 2020)."""
+    """The KL of best-of-n from the sampling policy, in nats, as usually quoted: log n - (n - 1) / n (at most)."""
     if n < 1:
         raise ValueError(f"best-of-n needs n >= 1, got {n}.")
     return math.log(n) - (n - 1) / n
