@@ -108,3 +108,24 @@ def add_parser(commands) -> None:
         parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
         parser.add_argument("--no-progress", action="store_true")
         parser.set_defaults(handler=_trainer(task))
+
+    def best_of_n(args) -> int:  # imported when run, so `llmedu --help` stays quick
+        from llmedu.best_of_n import command
+
+        return command(args)
+
+    best = sub.add_parser("best-of-n", help="best-of-n against a reward model: proxy and gold reward as n grows")
+    best.add_argument("--reward-model", required=True, help="the reward model (`llmedu rlhf reward-model` run folder)")
+    best.add_argument("--model", help="the chat model to sample from (default: the shipped one)")
+    best.add_argument("--questions", type=int, default=100, help="held-out questions to ask (default 100)")
+    best.add_argument("--max-n", type=int, default=64, help="largest n; n = 1, 2, 4, ... up to it (default 64)")
+    best.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    best.add_argument("--max-new-tokens", type=int, default=48, help="longest reply sampled (default 48)")
+    best.add_argument("--seed", type=int, default=1337, help="seed of the question subset and the samples")
+    best.add_argument("--split-seed", type=int, default=1337,
+                      help="the --seed the comparisons were made with: questions come from the other half")
+    best.add_argument("--world-seed", type=int, default=1337, help="the world the model read (default 1337)")
+    best.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")
+    best.add_argument("--out", default="best_of_n", help="folder for best_of_n.json and best_of_n.png")
+    best.add_argument("--no-progress", action="store_true")
+    best.set_defaults(handler=best_of_n)
