@@ -14,7 +14,7 @@ from llmedu.checks.framework import EXERCISES, Exercise
 from llmedu.checks.pretraining import (
     adamw_update, cross_entropy, cross_entropy_backward, finite_difference, linear_backward, rmsnorm_backward,
 )
-from llmedu.checks.rlhf import elo_ratings
+from llmedu.checks.rlhf import bradley_terry_loss, dpo_loss, elo_ratings, grpo_objective, reward_model_loss
 from llmedu.checks.sft_chat import honest_answer, masked_cross_entropy, reply_loop, render_conversation
 from llmedu.checks.tokenizer import decode, encode, get_stats, merge, train
 from llmedu.checks.transformer import (
@@ -38,5 +38,5 @@ __all__ = [
     # lesson 04
     "render_conversation", "masked_cross_entropy", "reply_loop", "honest_answer",
     # lesson 05
-    "elo_ratings",
+    "bradley_terry_loss", "reward_model_loss", "dpo_loss", "grpo_objective", "elo_ratings",
 ]

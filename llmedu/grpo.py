@@ -41,6 +41,7 @@ from llmedu.data import DataError
 from llmedu.logprobs import token_logprobs, weighted_logprob_dlogits
 from llmedu.sft import PAD_TOKEN, VALIDATION_FRACTION
 from llmedu.sft_data import Example
+from llmedu.sft_eval import ask_chat
 
 YEAR_RELATIONS = ("birth_year", "death_year")
 NUMBER = re.compile(r"\d+")
@@ -49,6 +50,12 @@ NUMBER = re.compile(r"\d+")
 def year_reward(example: Example, reply: str) -> float:
     """1.0 if the reply names the person and states exactly one number, the right year; else 0.0."""
     return float(example.subject in reply and NUMBER.findall(reply) == [example.expected])
+
+
+def year_accuracy(params, config, tokenizer, examples) -> float:
+    """Share of year questions answered right (greedy), by GRPO's own checker."""
+    answers = [ask_chat(params, config, tokenizer, e) for e in examples]
+    return float(np.mean([year_reward(e, reply) if finished else 0.0 for e, (reply, finished) in zip(examples, answers)]))
 
 
 def group_advantages(rewards: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -1,8 +1,10 @@
-"""``llmedu rlhf``: comparisons, a reward model and DPO from the command line (lesson 05).
+"""``llmedu rlhf``: comparisons, a reward model, DPO, best-of-n and GRPO from the command line (lesson 05).
 
     llmedu rlhf comparisons --out runs/rlhf/comparisons.jsonl     # sample replies, let the labeller choose
     llmedu rlhf reward-model --comparisons FILE --out runs/rm      # Bradley–Terry on the pairs
     llmedu rlhf dpo --comparisons FILE --out runs/dpo --beta 0.1   # the chat model, tuned on the pairs
+    llmedu rlhf best-of-n --reward-model runs/rm                   # proxy vs gold reward as n grows
+    llmedu rlhf grpo --out runs/grpo                               # self-improvement on checkable year questions
 
 The trainers are the one training loop (``llmedu.train``) with another task:
 checkpoints, ``--resume`` and progress as for ``llmedu sft``. Comparisons can
@@ -42,10 +44,30 @@ def _comparisons(args) -> int:
     return 0
 
 
+def _year_questions(args) -> str:
+    """Write the world's year questions of the comparison half (what GRPO trains on) to --out; their path."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from llmedu.chat_model import eval_questions
+    from llmedu.grpo import YEAR_RELATIONS
+    from llmedu.preference import split_by_subject
+    from llmedu.sft import write_conversations
+
+    _, data = eval_questions({"world": {"seed": args.world_seed, "n_people": args.world_people},
+                              "sft_data_seed": args.world_seed})
+    questions = [e for e in split_by_subject(data.eval, seed=args.seed)[0]
+                 if e.kind == "fact" and e.relation in YEAR_RELATIONS]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = Path(args.out) / "questions.jsonl"
+    write_conversations(path, [asdict(e) for e in questions])
+    return str(path)
+
+
 def _trainer(task: str):
     def run(args) -> int:
         start = time.perf_counter()
-        if not args.resume and args.comparisons is None:
+        if not args.resume and args.data is None and task != "grpo":
             print("llmedu rlhf: give --comparisons FILE (`llmedu rlhf comparisons` writes one), or --resume.",
                   file=sys.stderr)
             return 2
@@ -57,14 +79,16 @@ def _trainer(task: str):
             if args.resume:
                 config = TrainConfig(**load_state(args.out).train_config)
             else:
-                extra = {"dpo_beta": args.beta} if task == "dpo" else {}
-                config = sft_config(_default_model(args.base), args.comparisons, args.out, steps=args.steps,
-                                    lr=args.lr, batch_size=args.batch_size, seed=args.seed, task=task, **extra)
+                extra = ({"dpo_beta": args.beta} if task == "dpo" else
+                         {"grpo_beta": args.beta, "grpo_group_size": args.group_size} if task == "grpo" else {})
+                data = args.data or _year_questions(args)  # only GRPO has a default
+                config = sft_config(_default_model(args.base), data, args.out, steps=args.steps, lr=args.lr,
+                                    batch_size=args.batch_size, seed=args.seed, task=task, **extra)
             result = train(config, resume=args.resume, progress=not args.no_progress, start_time=start)
         except NonFiniteLoss as err:
             print(f"llmedu rlhf: {err}", file=sys.stderr)
             return 1
-        except (ValueError, OSError) as err:  # a bad comparisons line, base file or checkpoint: the message says
+        except (ValueError, OSError) as err:  # a bad data line, base file or checkpoint: the message says which
             print(f"llmedu rlhf: {err}", file=sys.stderr)
             return 2
         if result.interrupted:
@@ -92,19 +116,29 @@ def add_parser(commands) -> None:
     comparisons.add_argument("--no-progress", action="store_true")
     comparisons.set_defaults(handler=_comparisons)
 
-    for task, name, text, steps in (("reward_model", "reward-model", "train a reward model on comparisons", 120),
-                                    ("dpo", "dpo", "tune the chat model on comparisons with DPO", 120)):
+    trainers = (("reward_model", "reward-model", "train a reward model on comparisons", 120, 3e-4, 16),
+                ("dpo", "dpo", "tune the chat model on comparisons with DPO", 120, 1e-5, 16),
+                ("grpo", "grpo", "improve the chat model on year questions a program checks (GRPO)", 80, 1e-4, 4))
+    for task, name, text, steps, lr, batch_size in trainers:
         parser = sub.add_parser(name, help=text)
-        parser.add_argument("--comparisons", help="JSON Lines file of prompt/chosen/rejected")
+        if task == "grpo":
+            parser.add_argument("--questions", dest="data", help="JSON Lines file of year questions as "
+                                "write_sft_files writes them (default: the world's, written to --out)")
+            parser.add_argument("--group-size", type=int, default=8, help="replies sampled per question (default 8)")
+            parser.add_argument("--beta", type=float, default=0.04, help="weight of the KL penalty (default 0.04)")
+            parser.add_argument("--world-seed", type=int, default=1337, help="the world (default 1337)")
+            parser.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")
+        else:
+            parser.add_argument("--comparisons", dest="data", help="JSON Lines file of prompt/chosen/rejected")
+        if task == "dpo":
+            parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default 0.1)")
         parser.add_argument("--base", help="the model to start from (default: the shipped chat model)")
         parser.add_argument("--out", required=True, help="run folder")
         parser.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
-        parser.add_argument("--lr", type=float, default=1e-4 if task == "dpo" else 3e-4,
-                            help="peak learning rate")
-        parser.add_argument("--batch-size", type=int, default=16, help="pairs per step (default 16)")
+        parser.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+        parser.add_argument("--batch-size", type=int, default=batch_size,
+                            help=f"{'questions' if task == 'grpo' else 'pairs'} per step (default {batch_size})")
         parser.add_argument("--seed", type=int, default=1337)
-        if task == "dpo":
-            parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default 0.1)")
         parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
         parser.add_argument("--no-progress", action="store_true")
         parser.set_defaults(handler=_trainer(task))

@@ -14,13 +14,14 @@ from dataclasses import asdict
 
 import numpy as np
 
-from llmedu.grpo import YEAR_RELATIONS, year_reward
+from llmedu import arena, best_of_n
+from llmedu.grpo import YEAR_RELATIONS, year_accuracy
 from llmedu.plots import save_plot
 from llmedu.preference import ceiling, make_comparisons, self_disagreement, split_by_subject, write_comparisons
 from llmedu.reward_model import accuracy, rewards
 from llmedu.rlhf_eval import gold_rewards, reply_kl, win_rate
 from llmedu.sft import sft_config, write_conversations
-from llmedu.sft_eval import ask_chat, evaluate, summary
+from llmedu.sft_eval import evaluate, summary
 from llmedu.train import train
 
 
@@ -33,12 +34,6 @@ def _fine_tune(chat_file, data, out, z, prefix, on_eval=None, **fields):
                         batch_size=z[f"{prefix}_batch_size"], seed=z["seed"], task=TASKS[prefix],
                         eval_iters=z.get(f"{prefix}_eval_iters", 5), **fields)
     return train(config, progress=False, on_eval=on_eval)
-
-
-def year_accuracy(params, config, tokenizer, examples) -> float:
-    """Share of year questions answered right (greedy), by GRPO's own checker."""
-    answers = [ask_chat(params, config, tokenizer, e) for e in examples]
-    return float(np.mean([year_reward(e, reply) if finished else 0.0 for e, (reply, finished) in zip(examples, answers)]))
 
 
 def rlhf_stage(run) -> dict:
@@ -102,10 +97,32 @@ def rlhf_stage(run) -> dict:
                    grpo_accuracy_before=round(curve[0][1], 4), grpo_accuracy_after=round(curve[-1][1], 4),
                    grpo_kl=round(curve[-1][2], 4))
     (folder / "grpo_curve.json").write_text(json.dumps(curve), encoding="utf-8")
-    plot = _plot_grpo(run.out_dir, curve)
-    run.notes.append(_notes(figures, plot))
-    run.state.update(dpo_model=dpo_model, grpo_model=(grpo.params, grpo.model_config), reward_model=rm.params,
-                     rlhf_eval_questions=eval_q)
+    plots = [_plot_grpo(run.out_dir, curve)]
+
+    # Best-of-n against the reward model, and the arena, on the same held-out questions.
+    questions = eval_q[: z["arena_questions"]]
+    scored = best_of_n.sample_and_score((*chat, tokenizer), {
+        "proxy": best_of_n.reward_model_scorer(rm.params, rm.model_config, tokenizer),
+        "gold": best_of_n.gold_scorer(world, tokenizer)}, questions, max(z["bon_ns"]), seed=run.seed)
+    bon = best_of_n.curve_from_scores(scored["proxy"], scored["gold"], z["bon_ns"])
+    figures.update(bon_n=list(bon["n"]), bon_kl=[round(k, 4) for k in bon["kl"]],
+                   bon_gold_reward=[round(g, 4) for g in bon["gold"]], bon_proxy_reward=[round(p, 4) for p in bon["proxy"]],
+                   bon_oracle_reward=[round(o, 4) for o in bon["oracle"]])
+    plots.append(best_of_n.plot(bon, run.out_dir))
+    rows = np.arange(len(questions))
+    contestants = {
+        "base": arena.answer_questions(run.state["params"], run.state["config"], tokenizer, questions, world,
+                                       few_shot=True).gold,
+        "sft": arena.answer_questions(*chat, tokenizer, questions, world).gold,
+        "dpo": arena.answer_questions(*dpo_model, tokenizer, questions, world).gold,
+        f"best_of_{z['arena_bon_n']}": scored["gold"][rows, best_of_n.best_of_n_picks(scored["proxy"], z["arena_bon_n"])],
+        "grpo": arena.answer_questions(grpo.params, grpo.model_config, tokenizer, questions, world).gold,
+    }
+    votes = arena.collect_votes(contestants, np.random.default_rng([run.seed, 6]))
+    board = arena.leaderboard(votes, list(contestants), n_resamples=200, seed=run.seed)
+    figures.update(board.report_keys(), arena_questions=len(questions), arena_votes=len(votes))
+    plots.append(save_plot(run.out_dir, "arena.png", board.draw))
+    run.notes.append(_notes(figures, plots, best_of_n.over_optimisation(bon), board.table()))
     return figures
 
 
@@ -123,7 +140,7 @@ def _plot_grpo(out_dir, curve) -> str:
     return save_plot(out_dir, "grpo.png", draw)
 
 
-def _notes(f: dict, plot: str) -> str:
+def _notes(f: dict, plots: list, verdict: str, arena_table: str) -> str:
     pct = lambda key: "–" if f.get(key) is None else f"{100 * f[key]:.1f}%"  # noqa: E731
     return "\n".join([
         "## Preference tuning (RLHF)\n",
@@ -140,4 +157,12 @@ def _notes(f: dict, plot: str) -> str:
         f"- GRPO on {f['grpo_questions']} year questions (reward: the checker): held-out accuracy "
         f"{pct('grpo_accuracy_before')} -> {pct('grpo_accuracy_after')} on {f['grpo_heldout_questions']} questions, "
         f"KL {f['grpo_kl']:.2f} nats per reply.",
-        "", f"![GRPO: held-out accuracy and KL against steps]({plot})", ""])
+        f"- Best-of-n against the reward model on {f['arena_questions']} held-out questions, n = "
+        f"{', '.join(map(str, f['bon_n']))}: proxy reward {', '.join(f'{v:.2f}' for v in f['bon_proxy_reward'])}; "
+        f"gold reward {', '.join(f'{v:.2f}' for v in f['bon_gold_reward'])}. {verdict}",
+        "", f"![GRPO: held-out accuracy and KL against steps]({plots[0]})", "",
+        f"![best-of-n: proxy and gold reward against KL]({plots[1]})", "",
+        f"### Arena\n\nEvery model answers the same {f['arena_questions']} held-out questions; the labeller votes on every "
+        f"pair ({f['arena_votes']} votes); Bradley–Terry ratings on the Elo scale (mean 1000) with 95% bootstrap "
+        "intervals; a model's rank counts only the models whose interval is wholly above its own.\n",
+        arena_table, "", f"![arena ratings]({plots[2]})", ""])

@@ -1,9 +1,94 @@
-"""Lesson 05's check for exercise 5.5 (Elo / Bradley–Terry ratings) catches the mistakes learners really make."""
+"""Lesson 05's checks (5.1–5.5) pass the library's answers and catch the mistakes learners really make."""
 
 import numpy as np
 import pytest
 
-from llmedu import arena, check
+from llmedu import arena, check, dpo, grpo, reward_model
+from llmedu.comparison_corpus import PairBatch
+
+
+# ------------------------------------------------ 5.1-5.4: the losses --
+
+def bt_right(r_chosen, r_rejected):
+    return reward_model.bradley_terry_loss(r_chosen, r_rejected)
+
+
+def bt_summed(r_chosen, r_rejected):
+    loss, d_c, d_r = bt_right(r_chosen, r_rejected)
+    return loss * len(r_chosen), d_c * len(r_chosen), d_r * len(r_chosen)
+
+
+def bt_naive_sigmoid(r_chosen, r_rejected):  # log(sigmoid(m)) with exp(-m): overflows for large margins
+    m = r_chosen - r_rejected
+    s = 1 / (1 + np.exp(-m))
+    return float(np.mean(-np.log(s))), -(1 - s) / len(m), (1 - s) / len(m)
+
+
+def reward_right(logits, last, reward_id):
+    return reward_model.RewardObjective(reward_id)._loss_fn(PairBatch(None, None, last, np.arange(len(last) // 2),
+                                                                        "train"))(logits)
+
+
+def reward_at_the_row_end(logits, last, reward_id):  # ignores last: reads the padding's position
+    return reward_right(logits, np.full_like(last, logits.shape[1] - 1), reward_id)
+
+
+def dpo_right(pc, pr, rc, rr, beta):
+    return dpo.dpo_loss(pc, pr, rc, rr, beta)
+
+
+def dpo_without_reference(pc, pr, rc, rr, beta):
+    return dpo.dpo_loss(pc, pr, 0 * rc, 0 * rr, beta)
+
+
+def dpo_gradient_without_beta(pc, pr, rc, rr, beta):
+    loss, d_c, d_r = dpo.dpo_loss(pc, pr, rc, rr, beta)
+    return loss, d_c / beta, d_r / beta
+
+
+def grpo_right(rewards, lp, old, mask, clip):
+    return grpo.grpo_loss(lp, old, lp, grpo.group_advantages(rewards).reshape(-1), mask, clip, beta=0.0)
+
+
+def grpo_unclipped(rewards, lp, old, mask, clip):
+    return grpo_right(rewards, lp, old, mask, np.inf)
+
+
+def grpo_centred_only(rewards, lp, old, mask, clip):  # no division by the group's standard deviation
+    centred = (rewards - rewards.mean(axis=1, keepdims=True)).reshape(-1)
+    return grpo.grpo_loss(lp, old, lp, centred, mask, clip, beta=0.0)
+
+
+def grpo_mean_over_all_tokens(rewards, lp, old, mask, clip):  # one mean over every token, not per reply
+    a = grpo.group_advantages(rewards).reshape(-1)[:, None]
+    rho = np.exp(lp - old)
+    unclipped, clipped = rho * a, np.clip(rho, 1 - clip, 1 + clip) * a
+    scale = mask / mask.sum()
+    return float(-(np.minimum(unclipped, clipped) * scale).sum()), -np.where(unclipped <= clipped, rho * a, 0) * scale
+
+
+@pytest.mark.parametrize(("check_name", "right"), [("bradley_terry_loss", bt_right), ("reward_model_loss", reward_right),
+                                                   ("dpo_loss", dpo_right), ("grpo_objective", grpo_right)])
+def test_the_loss_checks_pass_the_library(check_name, right):
+    getattr(check, check_name)(right)
+
+
+@pytest.mark.parametrize(("check_name", "wrong", "advice"), [
+    ("bradley_terry_loss", bt_summed, "the loss is their mean"),
+    ("bradley_terry_loss", bt_naive_sigmoid, ""),
+    ("reward_model_loss", reward_at_the_row_end, "the row's own final token"),
+    ("dpo_loss", dpo_without_reference, "the reference is missing"),
+    ("dpo_loss", dpo_gradient_without_beta, "multiplies the gradient by beta"),
+    ("grpo_objective", grpo_unclipped, "the ratio is not clipped"),
+    ("grpo_objective", grpo_centred_only, "standard deviation"),
+    ("grpo_objective", grpo_mean_over_all_tokens, ""),
+])
+def test_the_loss_checks_reject_typical_mistakes(check_name, wrong, advice):
+    with pytest.raises(AssertionError, match=advice):
+        getattr(check, check_name)(wrong)
+
+
+# ------------------------------------------------------- 5.5: ratings --
 
 
 def elo_right(winners, losers, n_models):

@@ -13,7 +13,12 @@ REPORT_KEYS = ["val_loss", "bits_per_byte", "gzip_bits_per_byte", "bz2_bits_per_
                # lesson 04 (issue 11 names these)
                "base_accuracy_heldout_people", "sft_accuracy_seen_people", "sft_accuracy_heldout_people",
                "sft_accuracy_heldout_phrasings", "base_hallucination_rate", "sft_hallucination_rate",
-               "sft_false_idk_rate", "sft_refusal_rate", "sft_false_refusal_rate", "sft_wall_s", "context_length"]
+               "sft_false_idk_rate", "sft_refusal_rate", "sft_false_refusal_rate", "sft_wall_s", "context_length",
+               # lesson 05 (issue 12 names these)
+               "rm_accuracy", "rm_ceiling", "rm_gold_correlation", "dpo_win_rate", "dpo_kl", "dpo_hallucination_rate",
+               "grpo_accuracy_before", "grpo_accuracy_after", "grpo_kl", "bon_gold_reward", "bon_proxy_reward",
+               *(f"arena_{what}_{model}" for what in ("rating", "ci_low", "ci_high")
+                 for model in ("base", "sft", "dpo", "best_of_4", "grpo"))]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +54,11 @@ def test_sft_wall_time_is_the_fine_tuning_alone(run_dir):
 
 def test_report_markdown_has_every_section_and_its_plots(run_dir):
     markdown = (run_dir / "report.md").read_text()
-    for heading in ("## World", "## Tokenizer", "## Pretraining", "## Evaluation", "### Samples", "## Fine-tuning"):
+    for heading in ("## World", "## Tokenizer", "## Pretraining", "## Evaluation", "### Samples", "## Fine-tuning",
+                    "## Preference tuning", "### Arena"):
         assert heading in markdown
-    for plot in ("loss.png", "compression.png", "fact_recall.png", "sft_accuracy.png"):
+    for plot in ("loss.png", "compression.png", "fact_recall.png", "sft_accuracy.png", "grpo.png", "best_of_n.png",
+                 "arena.png"):
         assert f"]({plot})" in markdown and (run_dir / plot).read_bytes()[:4] == b"\x89PNG"
 
 

@@ -1,6 +1,9 @@
-"""Checks for lesson 05 (preference RLHF): Elo / Bradley–Terry ratings from votes (exercise 5.5).
+"""Checks for lesson 05 (preference RLHF): the Bradley–Terry loss (5.1), the reward model's loss (5.2), the DPO
+loss (5.3), GRPO's objective (5.4) and Elo / Bradley–Terry ratings from votes (5.5).
 
-Exercise 5.5 asks for
+The references are ``llmedu.reward_model`` (``bradley_terry_loss``,
+``RewardObjective``), ``llmedu.dpo.dpo_loss``, ``llmedu.grpo`` (``group_advantages``,
+``grpo_loss`` with its KL weight at 0) and ``llmedu.arena``. Exercise 5.5 asks for
 
     elo_ratings(winners, losers, n_models) -> ratings
 
@@ -22,8 +25,145 @@ still be finite (a small prior, or a bounded number of steps) and the highest.
 
 import numpy as np
 
+from llmedu import comparison_corpus, dpo, grpo, reward_model
 from llmedu.arena import ANCHOR, Votes, bradley_terry_ratings
 from llmedu.checks.framework import exercise
+
+# --------------------------------------------------------------- 5.1 --
+
+def _triple(learner, args, actual, what: str):
+    """The learner's (loss, d_first, d_second) as floats and arrays, or a failure that says what to return."""
+    try:
+        loss, d_first, d_second = actual
+        return float(loss), np.asarray(d_first, dtype=float), np.asarray(d_second, dtype=float)
+    except (TypeError, ValueError):
+        learner.fail(args, f"(loss, {what})", actual, f"return three things: the mean loss and {what}")
+
+
+def _pairs_of_rewards():
+    rng = np.random.default_rng(51)
+    return [(np.array([1.0]), np.array([1.0])),  # equal rewards: loss log 2, gradients -1/2 and +1/2
+            (rng.normal(size=6) * 2, rng.normal(size=6) * 2),
+            (np.array([800.0, -800.0]), np.array([-800.0, 800.0]))]  # huge margins: exp overflows unless kept stable
+
+
+@exercise("5.1", "the Bradley–Terry loss and its gradient")
+def bradley_terry_loss(learner) -> int:
+    cases = _pairs_of_rewards()
+    for r_chosen, r_rejected in cases:
+        args = (r_chosen, r_rejected)
+        loss, d_chosen, d_rejected = reward_model.bradley_terry_loss(r_chosen, r_rejected)
+        got = _triple(learner, args, learner.call(r_chosen.copy(), r_rejected.copy()), "d loss/d r_chosen, d loss/d r_rejected")
+        n = len(r_chosen)
+        learner.expect_close(args, np.array(loss), np.array(got[0]), what="the loss", mistakes=[
+            (lambda: loss * n, "that is the sum over the pairs: the loss is their mean"),
+            (lambda: np.mean(np.log1p(np.exp(r_chosen - r_rejected))), "the sign is flipped: -log sigmoid(r_c - r_r)")])
+        learner.expect_close(args, d_chosen, got[1], what="d loss / d r_chosen", mistakes=[
+            (lambda: d_chosen * n, "the gradient of the mean carries the 1/N of the mean"),
+            (lambda: -d_chosen, "the sign is flipped: raising r_chosen lowers the loss, so its gradient is negative")])
+        learner.expect_close(args, d_rejected, got[2], what="d loss / d r_rejected")
+    return len(cases)
+
+
+# --------------------------------------------------------------- 5.2 --
+
+def _reward_batches():
+    """(logits (2N, T, V), last (2N,), reward_id): rows end at different places, as padded batches do."""
+    rng = np.random.default_rng(52)
+    return [(rng.normal(size=(2, 3, 5)), np.array([2, 2]), 4),
+            (rng.normal(size=(6, 5, 7)) * 2, np.array([4, 1, 3, 2, 4, 0]), 0)]
+
+
+def _reward_reference(logits, last, reward_id):
+    batch = comparison_corpus.PairBatch(None, None, last, np.arange(len(last) // 2), "train")
+    return reward_model.RewardObjective(reward_id)._loss_fn(batch)(logits)
+
+
+@exercise("5.2", "the reward model's loss and d loss / d logits", uses=("bradley_terry_loss",))
+def reward_model_loss(learner) -> int:
+    cases = _reward_batches()
+    for logits, last, reward_id in cases:
+        args = (logits, last, reward_id)
+        loss, dlogits = _reward_reference(logits, last, reward_id)
+        try:
+            got_loss, got_dlogits = learner.call(logits.copy(), last.copy(), reward_id)
+        except (TypeError, ValueError):
+            learner.fail_because(args, "return a pair: the loss and dlogits, an array shaped like logits")
+        at_end = _reward_reference(logits, np.full_like(last, logits.shape[1] - 1), reward_id)
+        learner.expect_close(args, np.array(loss), np.array(float(got_loss)), what="the loss", mistakes=[
+            (lambda: at_end[0], "that reads the reward at the last position of every row: read it at last[row], "
+                                "the row's own final token (after it comes padding)")])
+        learner.expect_close(args, dlogits, got_dlogits, what="dlogits", mistakes=[
+            (lambda: at_end[1], "d loss / d logits is non-zero only at (row, last[row], reward_id)")])
+    return len(cases)
+
+
+# --------------------------------------------------------------- 5.3 --
+
+@exercise("5.3", "the DPO loss and its per-sequence gradient weights")
+def dpo_loss(learner) -> int:
+    rng = np.random.default_rng(53)
+    cases = [(np.array([-3.0]), np.array([-5.0]), np.array([-3.0]), np.array([-5.0]), 0.1),  # at the reference: log 2
+             (rng.normal(size=5) * 4 - 10, rng.normal(size=5) * 4 - 10, rng.normal(size=5) * 4 - 10,
+              rng.normal(size=5) * 4 - 10, 0.5),
+             (np.array([-1.0, -900.0]), np.array([-900.0, -1.0]), np.array([-2.0, -2.0]), np.array([-2.0, -2.0]), 1.0)]
+    for pc, pr, rc, rr, beta in cases:
+        args = (pc, pr, rc, rr, beta)
+        loss, d_chosen, d_rejected = dpo.dpo_loss(pc, pr, rc, rr, beta)
+        got = _triple(learner, args, learner.call(pc.copy(), pr.copy(), rc.copy(), rr.copy(), beta),
+                      "d loss/d log pi(chosen), d loss/d log pi(rejected)")
+        no_reference = dpo.dpo_loss(pc, pr, 0 * rc, 0 * rr, beta)
+        learner.expect_close(args, np.array(loss), np.array(got[0]), what="the loss", mistakes=[
+            (lambda: no_reference[0], "the reference is missing: z = beta ((log pi_c - log ref_c) - (log pi_r - "
+                                      "log ref_r))"),
+            (lambda: loss * len(pc), "that is the sum over the pairs: the loss is their mean")])
+        learner.expect_close(args, d_chosen, got[1], what="d loss / d log pi(chosen)", mistakes=[
+            (lambda: d_chosen / beta, "the chain rule through z = beta (...) multiplies the gradient by beta")])
+        learner.expect_close(args, d_rejected, got[2], what="d loss / d log pi(rejected)")
+    return len(cases)
+
+
+# --------------------------------------------------------------- 5.4 --
+
+def _grpo_cases():
+    """(rewards (P, G), lp, old, mask (P*G, T), clip): rho near 1, and far from it so that the clip acts."""
+    rng = np.random.default_rng(54)
+    cases = []
+    for spread in (0.0, 0.5):
+        rewards = rng.integers(0, 2, size=(3, 4)).astype(float)
+        rewards[2] = 1.0  # a group that scores alike: its advantages are 0
+        lp = -rng.random((12, 5)) * 3
+        mask = (rng.random((12, 5)) < 0.7).astype(float)
+        mask[:, 0] = 1
+        cases.append((rewards, lp, lp + rng.normal(size=lp.shape) * spread, mask, 0.2))
+    return cases
+
+
+@exercise("5.4", "group-normalised advantages and the clipped objective")
+def grpo_objective(learner) -> int:
+    cases = _grpo_cases()
+    for rewards, lp, old, mask, clip in cases:
+        args = (rewards, lp, old, mask, clip)
+        advantages = grpo.group_advantages(rewards).reshape(-1)
+        loss, d_lp = grpo.grpo_loss(lp, old, lp, advantages, mask, clip, beta=0.0)
+        try:
+            got_loss, got_d = learner.call(rewards.copy(), lp.copy(), old.copy(), mask.copy(), clip)
+        except (TypeError, ValueError):
+            learner.fail_because(args, "return a pair: the loss and d loss / d lp, an array shaped like lp")
+        centred = (rewards - rewards.mean(axis=1, keepdims=True)).reshape(-1)
+        unclipped = grpo.grpo_loss(lp, old, lp, advantages, mask, np.inf, beta=0.0)
+        learner.expect_close(args, np.array(loss), np.array(float(got_loss)), what="the loss", mistakes=[
+            (lambda: grpo.grpo_loss(lp, old, lp, centred, mask, clip, beta=0.0)[0],
+             "the advantages are centred but not divided by the group's standard deviation"),
+            (lambda: unclipped[0], "the ratio is not clipped: min(rho A, clip(rho, 1 - clip, 1 + clip) A)")])
+        learner.expect_close(args, d_lp, np.asarray(got_d, dtype=float), what="d loss / d lp", mistakes=[
+            (lambda: unclipped[1], "where the min takes the clipped term, rho is held: its gradient there is 0"),
+            (lambda: grpo.grpo_loss(lp, old, lp, centred, mask, clip, beta=0.0)[1],
+             "the advantages are centred but not divided by the group's standard deviation")])
+    return len(cases)
+
+
+# --------------------------------------------------------------- 5.5 --
 
 TOLERANCE = 0.1  # Elo points
 
