@@ -57,7 +57,7 @@ def bradley_terry_loss(learner) -> int:
         n = len(r_chosen)
         learner.expect_close(args, np.array(loss), np.array(got[0]), what="the loss", mistakes=[
             (lambda: loss * n, "that is the sum over the pairs: the loss is their mean"),
-            (lambda: np.mean(np.log1p(np.exp(r_chosen - r_rejected))), "the sign is flipped: -log sigmoid(r_c - r_r)")])
+            (lambda: np.mean(np.logaddexp(0.0, r_chosen - r_rejected)), "the sign is flipped: -log sigmoid(r_c - r_r)")])
         learner.expect_close(args, d_chosen, got[1], what="d loss / d r_chosen", mistakes=[
             (lambda: d_chosen * n, "the gradient of the mean carries the 1/N of the mean"),
             (lambda: -d_chosen, "the sign is flipped: raising r_chosen lowers the loss, so its gradient is negative")])
