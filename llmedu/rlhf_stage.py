@@ -93,9 +93,12 @@ def rlhf_stage(run) -> dict:
     grpo = _fine_tune(chat_file, folder / "grpo_questions.jsonl", folder / "grpo", z, "grpo",
                       grpo_group_size=z["grpo_group_size"], on_eval=measure)
     curve = [(e["step"], e["heldout_accuracy"], e["kl"]) for e in grpo.evals]
+    grpo_model = (grpo.params, grpo.model_config)
+    won = win_rate(gold_rewards(*grpo_model, tokenizer, eval_q, world), gold_sft, seed=run.seed)
     figures.update(grpo_questions=len(years), grpo_heldout_questions=len(held_years),
                    grpo_accuracy_before=round(curve[0][1], 4), grpo_accuracy_after=round(curve[-1][1], 4),
-                   grpo_kl=round(curve[-1][2], 4))
+                   grpo_kl=round(curve[-1][2], 4), grpo_win_rate=round(won["win_rate"], 4),
+                   grpo_win_rate_low=round(won["low"], 4), grpo_win_rate_high=round(won["high"], 4))
     (folder / "grpo_curve.json").write_text(json.dumps(curve), encoding="utf-8")
     plots = [_plot_grpo(run.out_dir, curve)]
 
@@ -116,7 +119,7 @@ def rlhf_stage(run) -> dict:
         "sft": arena.answer_questions(*chat, tokenizer, questions, world).gold,
         "dpo": arena.answer_questions(*dpo_model, tokenizer, questions, world).gold,
         f"best_of_{z['arena_bon_n']}": scored["gold"][rows, best_of_n.best_of_n_picks(scored["proxy"], z["arena_bon_n"])],
-        "grpo": arena.answer_questions(grpo.params, grpo.model_config, tokenizer, questions, world).gold,
+        "grpo": arena.answer_questions(*grpo_model, tokenizer, questions, world).gold,
     }
     votes = arena.collect_votes(contestants, np.random.default_rng([run.seed, 6]))
     board = arena.leaderboard(votes, list(contestants), n_resamples=200, seed=run.seed)
@@ -156,7 +159,8 @@ def _notes(f: dict, plots: list, verdict: str, arena_table: str) -> str:
         f"held-out people right {pct('rlhf_sft_accuracy_heldout_people')} -> {pct('dpo_accuracy_heldout_people')}.",
         f"- GRPO on {f['grpo_questions']} year questions (reward: the checker): held-out accuracy "
         f"{pct('grpo_accuracy_before')} -> {pct('grpo_accuracy_after')} on {f['grpo_heldout_questions']} questions, "
-        f"KL {f['grpo_kl']:.2f} nats per reply.",
+        f"KL {f['grpo_kl']:.2f} nats per reply; on all held-out questions the labeller prefers GRPO to the chat "
+        f"model on {pct('grpo_win_rate')} ({pct('grpo_win_rate_low')}–{pct('grpo_win_rate_high')}).",
         f"- Best-of-n against the reward model on {f['arena_questions']} held-out questions, n = "
         f"{', '.join(map(str, f['bon_n']))}: proxy reward {', '.join(f'{v:.2f}' for v in f['bon_proxy_reward'])}; "
         f"gold reward {', '.join(f'{v:.2f}' for v in f['bon_gold_reward'])}. {verdict}",

@@ -16,7 +16,8 @@ REPORT_KEYS = ["val_loss", "bits_per_byte", "gzip_bits_per_byte", "bz2_bits_per_
                "sft_false_idk_rate", "sft_refusal_rate", "sft_false_refusal_rate", "sft_wall_s", "context_length",
                # lesson 05 (issue 12 names these)
                "rm_accuracy", "rm_ceiling", "rm_gold_correlation", "dpo_win_rate", "dpo_kl", "dpo_hallucination_rate",
-               "grpo_accuracy_before", "grpo_accuracy_after", "grpo_kl", "bon_gold_reward", "bon_proxy_reward",
+               "grpo_accuracy_before", "grpo_accuracy_after", "grpo_kl", "grpo_win_rate", "bon_gold_reward",
+               "bon_proxy_reward",
                *(f"arena_{what}_{model}" for what in ("rating", "ci_low", "ci_high")
                  for model in ("base", "sft", "dpo", "best_of_4", "grpo"))]
 
