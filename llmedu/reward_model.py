@@ -40,28 +40,32 @@ def _reward_logits(logits: np.ndarray, last: np.ndarray, reward_id: int) -> np.n
     return logits[np.arange(len(last)), last, reward_id]  # (rows,)
 
 
+def pair_loss(logits: np.ndarray, last: np.ndarray, reward_id: int) -> tuple[float, np.ndarray]:
+    """The Bradley–Terry loss of a batch of pairs read from its logits, and d loss / d logits (lesson 05, 5.2).
+
+    logits: (2N, T, V), the N chosen rows first; last: (2N,) each row's final
+    position. dlogits is zero except at (row, last[row], reward_id).
+    """
+    n = len(last) // 2
+    r = _reward_logits(logits, last, reward_id)  # (2N,)
+    loss, d_chosen, d_rejected = bradley_terry_loss(r[:n], r[n:])
+    dlogits = np.zeros_like(logits)
+    dlogits[np.arange(2 * n), last, reward_id] = np.concatenate([d_chosen, d_rejected])
+    return loss, dlogits
+
+
 class RewardObjective:
     """The Bradley–Terry loss on batches of pairs (a ``comparison_corpus.PairBatch``), for the training loop."""
 
     def __init__(self, reward_id: int):
         self.reward_id = reward_id  # the token whose logit is the reward: tokenizer.special_tokens[REWARD_TOKEN]
 
-    def _loss_fn(self, batch):
-        n = len(batch.pairs)
-
-        def loss_fn(logits):  # (2N, L, V)
-            r = _reward_logits(logits, batch.last, self.reward_id)  # (2N,)
-            loss, d_chosen, d_rejected = bradley_terry_loss(r[:n], r[n:])
-            dlogits = np.zeros_like(logits)
-            dlogits[np.arange(2 * n), batch.last, self.reward_id] = np.concatenate([d_chosen, d_rejected])
-            return loss, dlogits
-        return loss_fn
-
     def loss_and_grads(self, params, config, batch):
-        return grads_from_logits(params, config, batch.ids, self._loss_fn(batch))
+        return grads_from_logits(params, config, batch.ids, lambda logits: pair_loss(logits, batch.last,
+                                                                                      self.reward_id))
 
     def loss(self, params, config, batch) -> float:
-        return self._loss_fn(batch)(forward_logits(params, config, batch.ids))[0]
+        return pair_loss(forward_logits(params, config, batch.ids), batch.last, self.reward_id)[0]
 
 
 def rewards(params, config, tokenizer, prompts: list, replies: list, batch_size: int = 32) -> np.ndarray:

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from llmedu import arena, check, dpo, grpo, reward_model
-from llmedu.comparison_corpus import PairBatch
 
 
 # ------------------------------------------------ 5.1-5.4: the losses --
@@ -25,8 +24,7 @@ def bt_naive_sigmoid(r_chosen, r_rejected):  # log(sigmoid(m)) with exp(-m): ove
 
 
 def reward_right(logits, last, reward_id):
-    return reward_model.RewardObjective(reward_id)._loss_fn(PairBatch(None, None, last, np.arange(len(last) // 2),
-                                                                        "train"))(logits)
+    return reward_model.pair_loss(logits, last, reward_id)
 
 
 def reward_at_the_row_end(logits, last, reward_id):  # ignores last: reads the padding's position

@@ -2,7 +2,7 @@
 loss (5.3), GRPO's objective (5.4) and Elo / Bradley–Terry ratings from votes (5.5).
 
 The references are ``llmedu.reward_model`` (``bradley_terry_loss``,
-``RewardObjective``), ``llmedu.dpo.dpo_loss``, ``llmedu.grpo`` (``group_advantages``,
+``pair_loss``), ``llmedu.dpo.dpo_loss``, ``llmedu.grpo`` (``group_advantages``,
 ``grpo_loss`` with its KL weight at 0) and ``llmedu.arena``. Exercise 5.5 asks for
 
     elo_ratings(winners, losers, n_models) -> ratings
@@ -25,7 +25,7 @@ still be finite (a small prior, or a bounded number of steps) and the highest.
 
 import numpy as np
 
-from llmedu import comparison_corpus, dpo, grpo, reward_model
+from llmedu import dpo, grpo, reward_model
 from llmedu.arena import ANCHOR, Votes, bradley_terry_ratings
 from llmedu.checks.framework import exercise
 
@@ -74,9 +74,6 @@ def _reward_batches():
             (rng.normal(size=(6, 5, 7)) * 2, np.array([4, 1, 3, 2, 4, 0]), 0)]
 
 
-def _reward_reference(logits, last, reward_id):
-    batch = comparison_corpus.PairBatch(None, None, last, np.arange(len(last) // 2), "train")
-    return reward_model.RewardObjective(reward_id)._loss_fn(batch)(logits)
 
 
 @exercise("5.2", "the reward model's loss and d loss / d logits", uses=("bradley_terry_loss",))
@@ -84,12 +81,12 @@ def reward_model_loss(learner) -> int:
     cases = _reward_batches()
     for logits, last, reward_id in cases:
         args = (logits, last, reward_id)
-        loss, dlogits = _reward_reference(logits, last, reward_id)
+        loss, dlogits = reward_model.pair_loss(logits, last, reward_id)
         try:
             got_loss, got_dlogits = learner.call(logits.copy(), last.copy(), reward_id)
         except (TypeError, ValueError):
             learner.fail_because(args, "return a pair: the loss and dlogits, an array shaped like logits")
-        at_end = _reward_reference(logits, np.full_like(last, logits.shape[1] - 1), reward_id)
+        at_end = reward_model.pair_loss(logits, np.full_like(last, logits.shape[1] - 1), reward_id)
         learner.expect_close(args, np.array(loss), np.array(float(got_loss)), what="the loss", mistakes=[
             (lambda: at_end[0], "that reads the reward at the last position of every row: read it at last[row], "
                                 "the row's own final token (after it comes padding)")])
