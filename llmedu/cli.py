@@ -1,4 +1,4 @@
-"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``, ``info``, ``arena``."""
+"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``, ``export``, ``info``, ``arena``."""
 
 from __future__ import annotations
 
@@ -220,6 +220,31 @@ def _chat(args) -> int:
     return run_chat(args)
 
 
+def _export(args) -> int:
+    """``llmedu export PARAMS_FILE OUT --format gguf|llama2c``: the model in another program's format (lesson 00)."""
+    try:
+        if args.format == "llama2c":
+            if args.dtype != "f32":
+                raise ValueError(f"--dtype {args.dtype}: llama2.c's version-0 format holds float32 only; drop --dtype.")
+            from llmedu.checkpoint import export_llama2c, load_params
+
+            params, config, _ = load_params(args.params_file)
+            export_llama2c(args.out, params, config)
+            print(f"wrote {args.out} (llama2.c version 0, f32)")
+            return 0
+        from llmedu.gguf_export import export_gguf
+
+        kinds = export_gguf(args.params_file, args.out, args.dtype)
+    except (ValueError, OSError) as err:  # a bad file or dtype; the message says which
+        print(f"llmedu export: {err}", file=sys.stderr)
+        return 2
+    fallback = sorted(name for name, kind in kinds.items() if args.dtype == "q8_0" and kind == "f16")
+    print(f"wrote {args.out} (GGUF, {args.dtype}, {len(kinds)} tensors)")
+    if fallback:
+        print(f"  {len(fallback)} tensors in f16, their rows not a multiple of 32: {', '.join(fallback)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmedu", description="llmedu: an LLM from scratch, one lesson at a time.")
     parser.add_argument("--version", action=_Version)
@@ -304,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     from llmedu.arena_cli import add_parser as add_arena_parser
 
     add_arena_parser(commands)
+
+    export = commands.add_parser("export", help="write a parameters file for llama.cpp (GGUF) or llama2.c (lesson 00)")
+    export.add_argument("params_file", metavar="PARAMS_FILE", help="an llmedu parameters file (.safetensors)")
+    export.add_argument("out", metavar="OUT", help="the file to write, e.g. model.gguf")
+    export.add_argument("--format", required=True, choices=("gguf", "llama2c"), help="gguf: llama.cpp, Ollama ...; "
+                        "llama2c: llama2.c's run.c (version 0)")
+    export.add_argument("--dtype", default="f32", choices=("f32", "f16", "q8_0"),
+                        help="GGUF weight type (default f32; norms stay f32)")
+    export.set_defaults(handler=_export)
 
     info = commands.add_parser("info", help="versions, and how many threads BLAS and Numba use and why")
     info.set_defaults(handler=_info)
