@@ -24,9 +24,12 @@ does with it:
   order as ``"left right"`` pairs, and ``tokenizer.ggml.pre = llama-bpe``.
   llama.cpp maps ``llama-bpe`` to its Llama 3 pre-tokenizer, whose split
   regex is the GPT-4 (cl100k) pattern we split with
-  (``llmedu.bpe.GPT4_SPLIT_PATTERN``); the only textual difference,
-  ``\\s*[\\r\\n]+`` against our ``\\s*[\\r\\n]``, matches the same text (both
-  take the longest run of whitespace that ends in a newline);
+  (``llmedu.bpe.GPT4_SPLIT_PATTERN``). The textual differences split text
+  the same way: ``\\s*[\\r\\n]+`` against our ``\\s*[\\r\\n]`` (both take the
+  longest run of whitespace that ends in a newline), greedy ``?`` and ``+``
+  against our possessive ``?+`` and ``++`` (backtracking there could never
+  produce another match), and the contractions spelled case by case
+  instead of with ``(?i:...)``;
 - special tokens as CONTROL tokens with their ids: bos and pad are
   ``<|endoftext|>`` (never prepended: ``add_bos_token`` is false, because
   our models were trained without a leading token); eos is ``<|im_end|>``
@@ -194,9 +197,11 @@ def _encode(name: str, array: np.ndarray, kind: str) -> tuple[np.ndarray, object
 
     if kind == "f32":
         return array, GGMLQuantizationType.F32
-    if np.abs(array).max(initial=0.0) > np.finfo(np.float16).max:
-        raise GGUFExportError(f"parameter {name!r} has values beyond float16's range (65504), which {kind} "
-                              "cannot hold; export it with --dtype f32.")
+    # f16 holds values up to 65504; q8_0 stores each block's scale (its largest value / 127) as f16
+    limit = float(np.finfo(np.float16).max) * (127 if kind == "q8_0" else 1)
+    if np.abs(array).max(initial=0.0) > limit:
+        raise GGUFExportError(f"parameter {name!r} has values beyond {limit:g}, more than {kind} can hold "
+                              "(float16 stops at 65504); export it with --dtype f32.")
     if kind == "f16":
         return array.astype(np.float16), GGMLQuantizationType.F16
     return quants.quantize(array, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0
