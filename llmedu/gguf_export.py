@@ -46,6 +46,9 @@ whose rows are not a multiple of 32 cannot be cut into blocks; it is stored
 in f16 instead, as llama.cpp's converter does, and ``export_gguf`` returns
 which tensors that happened to.
 
+``llama_cpp_greedy`` and ``agreement`` serve the comparison with llama.cpp
+(tests/test_llama_cpp.py, benchmarks/bench_gguf_llama_cpp.py).
+
 Left out: other quantisations (Q4_K ...), writing several files (splits),
 reading GGUF back into llmedu.
 """
@@ -308,3 +311,32 @@ def _write_atomically(out_path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# ------------------------------------------------- comparing with llama.cpp --
+
+def llama_cpp_greedy(llm, prompt_ids: list[int], n: int) -> list[int]:
+    """n tokens that llama.cpp picks greedily after ``prompt_ids``.
+
+    ``llm`` is a ``llama_cpp.Llama`` made with ``logits_all=True``; each token
+    is the argmax of its logits after everything so far (no sampler, no
+    stop token), so it is comparable with ``generate(..., temperature=0)``.
+    """
+    llm.reset()
+    llm.eval(prompt_ids)
+    new = []
+    for _ in range(n):
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))  # (vocab_size,) logits of the last position
+        new.append(token)
+        llm.eval([token])
+    return new
+
+
+def agreement(a, b) -> int:
+    """How many leading tokens two sequences share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

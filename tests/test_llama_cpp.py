@@ -7,13 +7,12 @@ install (minutes on 2 cores), so the default run deselects this file with the
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from llmedu.checkpoint import load_params
 from llmedu.data import tokenizer_from_text
 from llmedu.generate import generate
-from llmedu.gguf_export import export_gguf
+from llmedu.gguf_export import export_gguf, llama_cpp_greedy
 
 llama_cpp = pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.llama_cpp
@@ -34,18 +33,6 @@ def base(tmp_path_factory):
     llm = llama_cpp.Llama(model_path=str(out), n_ctx=config.max_seq_len, logits_all=True, verbose=False,
                           n_threads=1, seed=0)
     return params, config, tokenizer_from_text(metadata["tokenizer"]), llm
-
-
-def llama_cpp_greedy(llm, prompt_ids, n):
-    """n tokens, each the argmax of llama.cpp's logits after everything so far."""
-    llm.reset()
-    llm.eval(prompt_ids)
-    new = []
-    for _ in range(n):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        new.append(token)
-        llm.eval([token])
-    return new
 
 
 def test_llama_cpp_tokenizer_gives_our_ids_on_mixed_text(base):
