@@ -185,7 +185,7 @@ def gguf_tensors(params: dict, config: ModelConfig) -> dict[str, np.ndarray]:
     return out
 
 
-def storage_type(name: str, array: np.ndarray, dtype: str) -> str:
+def storage_type(array: np.ndarray, dtype: str) -> str:
     """The type one tensor is written as: "f32", "f16" or "q8_0" (see the module docstring)."""
     if dtype == "f32" or array.ndim == 1:
         return "f32"
@@ -228,7 +228,7 @@ def export_gguf(params_file, out_path, dtype: str = "f32") -> dict[str, str]:
         raise GGUFExportError(f"{params_file}: the tokenizer has {len(tokenizer)} ids but the model only "
                               f"{config.vocab_size}; the two do not belong together.")
     tensors = gguf_tensors(params, config)
-    kinds = {name: storage_type(name, array, dtype) for name, array in tensors.items()}
+    kinds = {name: storage_type(array, dtype) for name, array in tensors.items()}
     encoded = {name: _encode(name, array, kinds[name]) for name, array in tensors.items()}
     _write_atomically(out_path, lambda path: _write(path, config, tokenizer, encoded, dtype))
     return kinds
