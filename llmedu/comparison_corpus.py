@@ -20,7 +20,7 @@ import numpy as np
 from llmedu.chat import ConversationError, render_conversation
 from llmedu.data import DataError
 from llmedu.preference import read_comparisons
-from llmedu.sft import PAD_TOKEN, VALIDATION_FRACTION
+from llmedu.sft import PAD_TOKEN, VALIDATION_FRACTION, pad_right
 
 
 @dataclass
@@ -53,12 +53,8 @@ class ComparisonCorpus:
         chosen = [self.split(name)[i][0] for i in pairs]
         rejected = [self.split(name)[i][1] for i in pairs]
         rendered = chosen + rejected
-        width = max(len(ids) for ids, _ in rendered)
-        pad = self.tokenizer.special_tokens[PAD_TOKEN]
-        ids = np.full((len(rendered), width), pad, dtype=np.int64)
-        mask = np.zeros((len(rendered), width), dtype=np.float64)
-        for row, (row_ids, row_mask) in enumerate(rendered):
-            ids[row, :len(row_ids)], mask[row, :len(row_mask)] = row_ids, row_mask
+        ids, mask = pad_right([row for row, _ in rendered], self.tokenizer.special_tokens[PAD_TOKEN],
+                              [row_mask for _, row_mask in rendered])
         last = np.array([len(row_ids) - 1 for row_ids, _ in rendered])
         return PairBatch(ids, mask, last, np.asarray(pairs), name)
 

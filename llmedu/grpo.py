@@ -27,11 +27,8 @@ PPO does); :func:`grpo_loss` takes ``old`` so that case is written and tested.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -39,7 +36,7 @@ from llmedu.backward import forward_logits, grads_from_logits
 from llmedu.chat import render_prompt, reply_ids
 from llmedu.data import DataError
 from llmedu.logprobs import token_logprobs, weighted_logprob_dlogits
-from llmedu.sft import PAD_TOKEN, VALIDATION_FRACTION
+from llmedu.sft import PAD_TOKEN, VALIDATION_FRACTION, pad_right, read_jsonl
 from llmedu.sft_data import Example
 from llmedu.sft_eval import ask_chat
 
@@ -114,15 +111,12 @@ class QuestionSet:
 
 def load_questions(path, tokenizer, seq_len: int) -> QuestionSet:
     """Year questions from a JSON Lines file of examples (``llmedu.sft.write_sft_files`` writes such files)."""
-    raw = Path(path).read_bytes()
+    records, sha256 = read_jsonl(path, "questions")
     examples = []
-    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, record in records:
         try:
-            record = json.loads(line)
             example = Example(**record)
-        except (json.JSONDecodeError, TypeError) as error:
+        except TypeError as error:
             raise DataError(f"{path}, line {number}: expected an example record as write_sft_files writes "
                             f"({error}); nothing was trained.") from None
         if example.kind == "fact" and example.relation in YEAR_RELATIONS:
@@ -130,7 +124,7 @@ def load_questions(path, tokenizer, seq_len: int) -> QuestionSet:
     if len(examples) < 2:
         raise DataError(f"{path} holds {len(examples)} birth or death year question(s); GRPO needs at least 2.")
     cut = len(examples) - max(1, int(len(examples) * VALIDATION_FRACTION))
-    return QuestionSet(tokenizer, examples[:cut], examples[cut:], hashlib.sha256(raw).hexdigest())
+    return QuestionSet(tokenizer, examples[:cut], examples[cut:], sha256)
 
 
 class GRPOObjective:
@@ -156,11 +150,7 @@ class GRPOObjective:
                 written = reply + [end] if finished else reply
                 rows.append(prompt + written)
                 masks.append([0] * len(prompt) + [1] * len(written))
-        width = max(map(len, rows))
-        ids = np.full((len(rows), width), pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width))
-        for r, (row, row_mask) in enumerate(zip(rows, masks)):
-            ids[r, :len(row)], mask[r, :len(row)] = row, row_mask
+        ids, mask = pad_right(rows, pad, masks)
         return ids, mask, rewards
 
     def loss_and_grads(self, params, config, batch: QuestionBatch):

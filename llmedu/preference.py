@@ -35,6 +35,7 @@ import numpy as np
 from llmedu.chat import ConversationError, check_conversation, render_prompt, reply_ids
 from llmedu.data import DataError
 from llmedu.logprobs import sigmoid
+from llmedu.sft import read_jsonl
 from llmedu.sft_eval import judge
 
 RUBRIC = {
@@ -169,19 +170,8 @@ def _prompt_turns(prompt) -> list:
 
 def read_comparisons(path) -> list[Comparison]:
     """The comparisons of a JSON Lines file; a bad line is a DataError naming its number, before any training."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError as error:
-        raise DataError(f"cannot read comparisons from {path}: {error.strerror}.") from None
     comparisons = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}, line {number}: not valid JSON ({error.msg}); nothing was trained.") from None
+    for number, record in read_jsonl(path, "comparisons")[0]:
         problem = _record_problem(record)
         if problem:
             raise DataError(f"{path}, line {number}: {problem}; nothing was trained.")

@@ -23,7 +23,7 @@ import numpy as np
 from llmedu.backward import forward_logits, grads_from_logits
 from llmedu.chat import render_conversation
 from llmedu.logprobs import sigmoid
-from llmedu.sft import PAD_TOKEN
+from llmedu.sft import PAD_TOKEN, pad_right
 
 REWARD_TOKEN = PAD_TOKEN  # <|endoftext|>: never written inside a reply, so its logit is free to become the reward
 
@@ -77,9 +77,7 @@ def rewards(params, config, tokenizer, prompts: list, replies: list, batch_size:
     out = np.empty(len(rows))
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        ids = np.full((len(chunk), max(map(len, chunk))), pad, dtype=np.int64)
-        for i, row in enumerate(chunk):
-            ids[i, :len(row)] = row
+        ids = pad_right(chunk, pad)[0]
         last = np.array([len(row) - 1 for row in chunk])
         out[start:start + len(chunk)] = _reward_logits(forward_logits(params, config, ids), last, reward_id)
     return out

@@ -15,7 +15,7 @@ from llmedu.backward import forward_logits
 from llmedu.logprobs import token_logprobs
 from llmedu.chat import render_prompt, reply_ids
 from llmedu.preference import NOISE, gold_reward, prefer_probability
-from llmedu.sft import PAD_TOKEN
+from llmedu.sft import PAD_TOKEN, pad_right
 from llmedu.sft_eval import ask_chat
 from llmedu.stats import wilson_interval
 
@@ -45,21 +45,17 @@ def reply_kl(policy, reference, tokenizer, examples: list, seed: int = 0, batch_
     scored as far as they got.
     """
     end, pad = tokenizer.special_tokens["<|im_end|>"], tokenizer.special_tokens[PAD_TOKEN]
-    rows, starts = [], []
+    rows, masks = [], []  # prompt + reply, and 1 on the reply's tokens
     for index, example in enumerate(examples):
         prompt = render_prompt(example.prompt(), tokenizer, max_tokens=policy[1].max_seq_len - 1)
         reply, finished = reply_ids(*policy, tokenizer, prompt, temperature=1.0, seed=seed * 7919 + index,
                                     max_new_tokens=48)
-        rows.append(prompt + reply + ([end] if finished else []))
-        starts.append(len(prompt))
+        written = reply + ([end] if finished else [])
+        rows.append(prompt + written)
+        masks.append([0] * len(prompt) + [1] * len(written))
     total = 0.0
     for first in range(0, len(rows), batch_size):
-        chunk, chunk_starts = rows[first:first + batch_size], starts[first:first + batch_size]
-        ids = np.full((len(chunk), max(map(len, chunk))), pad, dtype=np.int64)
-        mask = np.zeros(ids.shape)
-        for r, (row, start) in enumerate(zip(chunk, chunk_starts)):
-            ids[r, :len(row)] = row
-            mask[r, start:len(row)] = 1
+        ids, mask = pad_right(rows[first:first + batch_size], pad, masks[first:first + batch_size])
         x, y, m = ids[:, :-1], ids[:, 1:], mask[:, 1:]
         lp = token_logprobs(forward_logits(*policy, x).astype(np.float64), y)
         ref = token_logprobs(forward_logits(*reference, x).astype(np.float64), y)

@@ -35,25 +35,52 @@ VALIDATION_FRACTION = 0.1
 PAD_TOKEN = "<|endoftext|>"
 
 
+def read_jsonl(path, what: str) -> tuple[list[tuple[int, object]], str]:
+    """Every non-blank line of a JSON Lines file parsed, with its line number, and the file's SHA-256.
+
+    ``what`` names the file's contents in errors ("conversations"). A line
+    that is not JSON is a DataError naming its number, before anything is trained.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as error:
+        raise DataError(f"cannot read {what} from {path}: {error.strerror}.") from None
+    records = []
+    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((number, json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}, line {number}: not valid JSON ({error.msg}); nothing was trained.") from None
+    return records, hashlib.sha256(raw).hexdigest()
+
+
+def pad_right(rows: list, pad_id: int, masks: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Token rows of different lengths as one (N, longest) int64 array padded with ``pad_id``, and their masks.
+
+    ``masks`` (one list per row, e.g. the loss mask) are padded with 0; without
+    them the mask is 1 on every real token. Padding goes after a row's last
+    token, so a causal model reads every row as if it were alone.
+    """
+    ids = np.full((len(rows), max(map(len, rows))), pad_id, dtype=np.int64)
+    mask = np.zeros(ids.shape)
+    for r, row in enumerate(rows):
+        ids[r, :len(row)] = row
+        mask[r, :len(row)] = 1 if masks is None else masks[r]
+    return ids, mask
+
+
 def read_conversations(path) -> tuple[list, list, str]:
     """The conversations of a JSON Lines file, their line numbers, and the file's SHA-256.
 
     Every conversation is checked here (:func:`llmedu.chat.check_conversation`),
     so a bad one is a DataError naming its line before anything is trained.
     """
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as error:
-        raise DataError(f"cannot read conversations from {path}: {error.strerror}.") from None
+    records, sha256 = read_jsonl(path, "conversations")
     conversations, line_numbers = [], []
-    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}, line {number}: not valid JSON ({error.msg}); nothing was trained.") from None
+    for number, record in records:
         if not isinstance(record, dict) or "conversation" not in record:
             raise DataError(f"{path}, line {number}: expected an object with a \"conversation\" key holding the "
                             "turns, e.g. {\"conversation\": [{\"role\": \"user\", \"content\": \"Hi\"}, ...]}.")
@@ -66,7 +93,7 @@ def read_conversations(path) -> tuple[list, list, str]:
     if len(conversations) < 2:
         raise DataError(f"{path} holds {len(conversations)} conversation(s); SFT needs at least 2 "
                         "(one for training, one for the validation loss).")
-    return conversations, line_numbers, hashlib.sha256(raw).hexdigest()
+    return conversations, line_numbers, sha256
 
 
 def write_conversations(path, records: list[dict]) -> None:

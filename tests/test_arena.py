@@ -7,15 +7,13 @@ import sys
 import numpy as np
 import pytest
 
+from tiny_models import save_tiny_models
+
 from llmedu.arena import (
     ANCHOR, Votes, bootstrap, bradley_terry_ratings, collect_votes, held_out_questions, leaderboard, ranks,
     win_probability,
 )
-from llmedu.checkpoint import save_params
-from llmedu.data import tokenizer_to_text
-from llmedu.model import ModelConfig, init_params
 from llmedu.preference import split_by_subject
-from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer, sample_text
 
 TRUTH = np.array([1200.0, 1100.0, 1000.0, 900.0, 800.0])  # mean 1000, as the fit reports
 
@@ -168,14 +166,7 @@ def test_held_out_questions_come_from_the_half_never_compared():
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
     """Two tiny random chat models; their context fits the few-shot document."""
-    tokenizer = BPETokenizer.train(sample_text()[:3000], 280, special_tokens=list(CHAT_SPECIAL_TOKENS))
-    config = ModelConfig(vocab_size=len(tokenizer), dim=16, n_layers=1, n_heads=2, n_kv_heads=2, hidden_dim=32,
-                         max_seq_len=256)
-    folder = tmp_path_factory.mktemp("models")
-    for seed in (0, 1):
-        save_params(folder / f"m{seed}.safetensors", init_params(config, seed=seed), config,
-                    tokenizer_text=tokenizer_to_text(tokenizer))
-    return folder / "m0.safetensors", folder / "m1.safetensors"
+    return tuple(save_tiny_models(tmp_path_factory.mktemp("models"), {"m0": 0, "m1": 1}, max_seq_len=256))
 
 
 def arena_cli(*args):

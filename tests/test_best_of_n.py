@@ -8,14 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+from tiny_models import save_tiny_models
+
 from llmedu.best_of_n import (best_of_n_curve, best_of_n_picks, curve_from_scores, gold_scorer, kl_bound,
                               over_optimisation, powers_of_two)
 from llmedu.chat_model import eval_questions, load_chat_model
-from llmedu.checkpoint import save_params
-from llmedu.data import tokenizer_to_text
-from llmedu.model import ModelConfig, init_params
 from llmedu.preference import split_by_subject
-from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer, sample_text
 
 
 def test_kl_of_one_sample_is_zero_and_of_two_is_log_2_minus_a_half():
@@ -100,14 +98,7 @@ def test_the_same_seed_gives_the_same_curve(shipped):
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     """A random chat model and a random reward model (another parameters file of the same shape)."""
-    tokenizer = BPETokenizer.train(sample_text()[:3000], 280, special_tokens=list(CHAT_SPECIAL_TOKENS))
-    config = ModelConfig(vocab_size=len(tokenizer), dim=16, n_layers=1, n_heads=2, n_kv_heads=2, hidden_dim=32,
-                         max_seq_len=96)
-    folder = tmp_path_factory.mktemp("models")
-    for name, seed in (("chat", 0), ("reward", 1)):
-        save_params(folder / f"{name}.safetensors", init_params(config, seed=seed), config,
-                    tokenizer_text=tokenizer_to_text(tokenizer))
-    return folder / "chat.safetensors", folder / "reward.safetensors"
+    return tuple(save_tiny_models(tmp_path_factory.mktemp("models"), {"chat": 0, "reward": 1}, max_seq_len=96))
 
 
 def best_of_n_cli(*args):

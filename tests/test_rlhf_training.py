@@ -1,36 +1,29 @@
 """The reward model, DPO and GRPO run in the one training loop: they learn, and resume bit-identical (lesson 05)."""
 
 import json
-import os
-import signal
 from dataclasses import asdict
 
 import numpy as np
 import pytest
 
-from llmedu.checkpoint import save_params
-from llmedu.data import tokenizer_to_text
-from llmedu.model import ModelConfig, init_params
+from test_sft import interrupt_at
+from tiny_models import save_tiny_models, tiny_tokenizer
+
 from llmedu.preference import Comparison, read_comparisons, write_comparisons
 from llmedu.reward_model import accuracy
 from llmedu.sft import sft_config, write_conversations
 from llmedu.sft_data import Example
-from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer, sample_text
 from llmedu.train import train
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return BPETokenizer.train(sample_text()[:5000], 300, special_tokens=list(CHAT_SPECIAL_TOKENS))
+    return tiny_tokenizer(n_chars=5000, vocab_size=300)
 
 
 @pytest.fixture(scope="module")
 def base_file(tmp_path_factory, tokenizer):
-    config = ModelConfig(vocab_size=len(tokenizer), dim=16, n_layers=1, n_heads=2, n_kv_heads=2, hidden_dim=32,
-                         max_seq_len=48)
-    path = tmp_path_factory.mktemp("base") / "base.safetensors"
-    save_params(path, init_params(config, seed=1), config, tokenizer_text=tokenizer_to_text(tokenizer))
-    return path
+    return save_tiny_models(tmp_path_factory.mktemp("base"), {"base": 1}, max_seq_len=48, tokenizer=tokenizer)[0]
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +37,6 @@ def comparisons_file(tmp_path_factory):
 def config(tmp_path, base_file, data, task, name, **changes):
     fields = dict(steps=12, lr=3e-3, batch_size=4, seed=0, eval_interval=6, task=task)
     return sft_config(base_file, data, tmp_path / name, **{**fields, **changes})
-
-
-def interrupt_at(step):
-    def on_eval(current, *_):
-        if current == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return {}
-    return on_eval
 
 
 def resumes_bit_identical(make):

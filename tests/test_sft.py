@@ -13,7 +13,7 @@ from llmedu.chat import render_conversation
 from llmedu.checkpoint import save_params
 from llmedu.data import DataError, tokenizer_to_text
 from llmedu.model import ModelConfig, init_params
-from llmedu.sft import (PAD_TOKEN, load_conversation_corpus, pack, read_conversations, replay_rows,
+from llmedu.sft import (PAD_TOKEN, load_conversation_corpus, pack, pad_right, read_conversations, replay_rows,
                         write_conversations)
 from llmedu.sft_data import UNKNOWN_ANSWERS, honest_answer, make_sft_data
 from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, BPETokenizer, sample_text
@@ -277,3 +277,9 @@ def test_the_sft_command_reports_a_malformed_line_and_trains_nothing(tmp_path, b
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "line 2: not valid JSON" in done.stderr
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_pad_right_pads_ids_and_masks_after_each_row():
+    ids, mask = pad_right([[5, 6, 7], [8]], pad_id=0, masks=[[0, 1, 1], [1]])
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[0, 1, 1], [1, 0, 0]]
+    assert pad_right([[5, 6], [8]], pad_id=9)[1].tolist() == [[1, 1], [1, 0]]  # no masks: 1 on every real token
