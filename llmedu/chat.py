@@ -20,16 +20,35 @@ At inference the prompt ends with ``<|im_start|>assistant<|im_sep|>`` and the
 model continues until it writes ``<|im_end|>`` (:func:`chat`). The generation
 engine knows nothing of roles: it gets ids and a stop id.
 
-Left out: tool turns (lesson 06 adds them) and several conversations packed
-into one training row (the SFT loop does that).
+Tool turns (lesson 06). An assistant turn followed by a ``tool`` turn is a
+call, and the tool turn is what the runtime answered; both stay inside the
+assistant's message, which goes on after the result:
+
+    <|im_start|>assistant<|im_sep|><|call_start|>calculator(347 * 29)<|call_end|>
+    <|result_start|>10063<|result_end|>347 * 29 = 10063.<|im_end|>
+
+The call, with both its markers, is the assistant's (mask 1: the model must
+learn to call, and to stop so the runtime can answer); the result, markers
+included, comes from the runtime (mask 0: the model reads it, never writes
+it). The four markers are special tokens that text, typed or retrieved, can
+never produce (:data:`llmedu.tokenizer.TOOL_SPECIAL_TOKENS`).
+
+Left out: several conversations packed into one training row (the SFT loop
+does that) and text before a call in the same assistant turn.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
+
+from llmedu.tokenizer import TOOL_SPECIAL_TOKENS
 
 IM_START, IM_SEP, IM_END = "<|im_start|>", "<|im_sep|>", "<|im_end|>"
-ROLES = ("system", "user", "assistant")
+CALL_START, CALL_END, RESULT_START, RESULT_END = TOOL_SPECIAL_TOKENS
+ROLES = ("system", "user", "assistant", "tool")
+# Which role may come next, after an optional system turn first (None: at the start).
+NEXT_ROLES = {None: ("user",), "user": ("assistant",), "assistant": ("user", "tool"), "tool": ("assistant",)}
 
 
 class ConversationError(ValueError):
@@ -38,14 +57,31 @@ class ConversationError(ValueError):
 
 # ----------------------------------------------------------- validation --
 
-def _marker_ids(tokenizer) -> tuple[int, int, int]:
+class Markers(NamedTuple):
+    """The template's special-token ids; the tool markers are None for a tokenizer without them."""
+
+    start: int
+    sep: int
+    end: int
+    call_start: int | None = None
+    call_end: int | None = None
+    result_start: int | None = None
+    result_end: int | None = None
+
+
+def markers_of(tokenizer, tools: bool = False) -> Markers:
+    """The tokenizer's template markers; ``tools=True`` also requires the four tool markers."""
     specials = getattr(tokenizer, "special_tokens", {})
     missing = [m for m in (IM_START, IM_SEP, IM_END) if m not in specials]
     if missing:
         raise ConversationError(
             f"the tokenizer has no special tokens {missing}; train it with "
             "special_tokens=CHAT_SPECIAL_TOKENS (llmedu.tokenizer) or use the shipped chat model's tokenizer.")
-    return specials[IM_START], specials[IM_SEP], specials[IM_END]
+    if tools and (missing := [m for m in TOOL_SPECIAL_TOKENS if m not in specials]):
+        raise ConversationError(
+            f"tool turns need the special tokens {missing}, which this tokenizer lacks; add them to a trained model "
+            "with llmedu.vocab.add_special_tokens(..., TOOL_SPECIAL_TOKENS), or use the shipped tool model.")
+    return Markers(*(specials.get(m) for m in (IM_START, IM_SEP, IM_END, *TOOL_SPECIAL_TOKENS)))
 
 
 def check_conversation(conversation, *, ends_with: str) -> None:
@@ -69,12 +105,15 @@ def check_conversation(conversation, *, ends_with: str) -> None:
             raise ConversationError(f"turn {index}: content must be a str, got {type(turn['content']).__name__}; "
                                     "convert it with str() first.")
     start = 1 if conversation[0]["role"] == "system" else 0
+    previous = None
     for index in range(start, len(conversation)):
-        expected = "user" if (index - start) % 2 == 0 else "assistant"
-        if conversation[index]["role"] != expected:
+        role = conversation[index]["role"]
+        if role not in NEXT_ROLES[previous]:
             raise ConversationError(
-                f"turn {index}: expected a {expected!r} turn, got {conversation[index]['role']!r}; after an optional "
-                "system turn first, user and assistant turns alternate, starting with the user.")
+                f"turn {index}: expected a {' or '.join(map(repr, NEXT_ROLES[previous]))} turn, got {role!r}; after "
+                "an optional system turn first, user and assistant turns alternate, starting with the user (a tool "
+                "turn may answer an assistant's call, and the assistant speaks again after it).")
+        previous = role
     if len(conversation) == start or conversation[-1]["role"] != ends_with:
         raise ConversationError(f"turn {len(conversation) - 1}: the conversation must end with a {ends_with!r} turn "
                                 f"here (a prompt ends with the user; training data with the assistant).")
@@ -88,29 +127,44 @@ def _check_length(ids: list[int], max_tokens: int | None) -> None:
 
 # ------------------------------------------------------------- rendering --
 
-def _render_turn(role: str, content: str, tokenizer, markers) -> tuple[list[int], list[int]]:
-    """One turn's ids and mask (the content is encoded as plain text: no control tokens)."""
-    start, sep, end = markers
-    header = [start, *tokenizer.encode(role), sep]
-    body = [*tokenizer.encode(content), end]
+def _render_turn(conversation, index: int, tokenizer, markers: Markers) -> tuple[list[int], list[int]]:
+    """Turn ``index``'s ids and mask (the content is encoded as plain text: no control tokens)."""
+    role, content = conversation[index]["role"], conversation[index]["content"]
+    previous = conversation[index - 1]["role"] if index else None
+    following = conversation[index + 1]["role"] if index + 1 < len(conversation) else None
+    text = tokenizer.encode(content)
+    if role == "tool":  # the runtime's answer, inside the assistant's message
+        ids = [markers.result_start, *text, markers.result_end]
+        return ids, [0] * len(ids)
+    header = [] if previous == "tool" else [markers.start, *tokenizer.encode(role), markers.sep]
+    if role == "assistant" and following == "tool":  # a call: generation pauses at <|call_end|>
+        body = [markers.call_start, *text, markers.call_end]
+    else:
+        body = [*text, markers.end]
     learn = 1 if role == "assistant" else 0
     return header + body, [0] * len(header) + [learn] * len(body)
+
+
+def _render_turns(conversation, tokenizer) -> tuple[list[int], list[int]]:
+    markers = markers_of(tokenizer, tools=any(turn["role"] == "tool" for turn in conversation))
+    ids, mask = [], []
+    for index in range(len(conversation)):
+        turn_ids, turn_mask = _render_turn(conversation, index, tokenizer, markers)
+        ids += turn_ids
+        mask += turn_mask
+    return ids, mask
 
 
 def render_conversation(conversation, tokenizer, max_tokens: int | None = None) -> tuple[list[int], list[int]]:
     """A training conversation as ``(ids, loss_mask)``, two lists of the same length.
 
     The mask is 1 exactly on the assistant turns' content tokens and their
-    closing ``<|im_end|>``. ``max_tokens`` (e.g. the model's context length)
-    turns a too-long conversation into a ConversationError.
+    closing ``<|im_end|>``, and on a tool call with both its markers; 0 on
+    tool results. ``max_tokens`` (e.g. the model's context length) turns a
+    too-long conversation into a ConversationError.
     """
     check_conversation(conversation, ends_with="assistant")
-    markers = _marker_ids(tokenizer)
-    ids, mask = [], []
-    for turn in conversation:
-        turn_ids, turn_mask = _render_turn(turn["role"], turn["content"], tokenizer, markers)
-        ids += turn_ids
-        mask += turn_mask
+    ids, mask = _render_turns(conversation, tokenizer)
     _check_length(ids, max_tokens)
     return ids, mask
 
@@ -118,11 +172,9 @@ def render_conversation(conversation, tokenizer, max_tokens: int | None = None) 
 def render_prompt(conversation, tokenizer, max_tokens: int | None = None) -> list[int]:
     """The ids that ask for the assistant's next reply: every turn, then ``<|im_start|>assistant<|im_sep|>``."""
     check_conversation(conversation, ends_with="user")
-    markers = _marker_ids(tokenizer)
-    ids = []
-    for turn in conversation:
-        ids += _render_turn(turn["role"], turn["content"], tokenizer, markers)[0]
-    ids += [markers[0], *tokenizer.encode("assistant"), markers[1]]
+    ids, _ = _render_turns(conversation, tokenizer)
+    markers = markers_of(tokenizer)
+    ids += [markers.start, *tokenizer.encode("assistant"), markers.sep]
     _check_length(ids, max_tokens)
     return ids
 
@@ -161,7 +213,7 @@ def reply_ids(params: dict, config, tokenizer, prompt_ids: list, *, temperature:
     """
     from llmedu.generate import generate
 
-    end = tokenizer.special_tokens[IM_END]
+    end = markers_of(tokenizer).end
     tokens = generate(params, config, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature,
                       top_p=top_p, seed=seed, stop_ids=[end])
     reply = list(tokens)

@@ -28,11 +28,13 @@ import regex
 from . import bpe, bpe_fast
 from .bpe import GPT4_SPLIT_PATTERN
 
-__all__ = ["BPETokenizer", "CHAT_SPECIAL_TOKENS", "GPT4_SPLIT_PATTERN", "sample_text"]
+__all__ = ["BPETokenizer", "CHAT_SPECIAL_TOKENS", "TOOL_SPECIAL_TOKENS", "GPT4_SPLIT_PATTERN", "sample_text"]
 
 # Registered by the chat lessons: a document separator and the markers of
 # one chat turn, <|im_start|>role<|im_sep|>content<|im_end|>.
 CHAT_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_sep|>", "<|im_end|>")
+# Lesson 06: a tool call and its result (llmedu.chat); added to a trained model by llmedu.vocab.add_special_tokens.
+TOOL_SPECIAL_TOKENS = ("<|call_start|>", "<|call_end|>", "<|result_start|>", "<|result_end|>")
 
 _MAGIC = "llmedu-bpe v1"  # first line of a saved tokenizer
 

@@ -271,6 +271,20 @@ def invent_names(world: World, count: int, seed: int = 0) -> list[str]:
     return names
 
 
+def invent_people(world: World, count: int, seed: int = 0) -> tuple[list[Person], list[str]]:
+    """``count`` invented people with one page each, made like the late people (lesson 06's search training).
+
+    Their names come from :func:`invent_names`, so the model has never read
+    them; their pages exist only where the caller puts them (a training
+    document store), so evaluation on the real late people stays honest.
+    Returns ``(people, pages)``.
+    """
+    rng = np.random.default_rng([world.seed, seed, 3])
+    city_names = [c.name for c in world.cities]
+    people = [_make_person(rng, name, city_names) for name in invent_names(world, count, seed)]
+    return people, [_person_page(rng, person, first=False) for person in people]
+
+
 def _make_person(rng, name: str, city_names: list[str]) -> Person:
     birth = int(rng.integers(1700, 1900))
     creation = f"{rng.choice(_QUALITIES)} {rng.choice(_THINGS)}"

@@ -66,7 +66,7 @@ def test_control_tokens_typed_by_a_user_stay_text(tokenizer):
     ([{"role": "user"}], "turn 0: a turn is a dict"),
     ([turn("assistant", "hi")], "turn 0: expected a 'user' turn"),
     ([turn("user", "a"), turn("user", "b")], "turn 1: expected a 'assistant' turn"),
-    ([turn("user", "a"), turn("assistant", "b"), turn("system", "c")], "turn 2: expected a 'user' turn"),
+    ([turn("user", "a"), turn("assistant", "b"), turn("system", "c")], "turn 2: expected a 'user' or 'tool' turn"),
     (QUESTION, "must end with a 'assistant' turn"),
 ])
 def test_bad_training_conversations_name_the_turn_and_the_fix(tokenizer, conversation, fix):
