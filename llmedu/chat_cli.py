@@ -4,6 +4,7 @@
     llmedu chat --model runs/sft        your own
     llmedu chat -p "When was Ilsa Varrow born?"          only the reply
     llmedu chat --prompts questions.txt --json           [{"prompt": ..., "reply": ...}, ...]
+    llmedu chat --tools calculator,search                the shipped tool model, its calls shown (lesson 06)
 
 In a conversation the history is kept; when it no longer fits the model's
 context, the oldest exchanges are dropped (and the user is told).
@@ -16,33 +17,73 @@ import sys
 import warnings
 from pathlib import Path
 
-from llmedu.chat import ConversationError, chat
+from llmedu.chat import ConversationError, chat, markers_of, render_prompt
+
+DIM, PLAIN = "\033[2m", "\033[0m"  # terminal escapes: tool traffic is shown dimmed
 
 
-def load_model(path: str | None):
-    """(params, config, tokenizer) of ``path``, or of the shipped chat model when ``path`` is None."""
+def load_model(path: str | None, tools: bool = False):
+    """(params, config, tokenizer) of ``path``, or of the shipped chat (or, with ``tools``, tool) model."""
     if path is None:
         from llmedu.chat_model import load_chat_model
+        from llmedu.tool_model import load_tool_model
 
-        return load_chat_model()[:3]
+        return (load_tool_model() if tools else load_chat_model())[:3]
     from llmedu.sample import load_run
 
     return load_run(path)[:3]
 
 
-def answer(model, question: str, args, history: list | None = None) -> str:
-    """The reply to ``question`` after ``history`` (a list of turns, updated in place when given)."""
-    conversation = (history or []) + [{"role": "user", "content": question}]
+def tool_registry(names: str, tokenizer, world_seed: int, world_people: int) -> dict:
+    """The tools named in ``--tools`` (comma-separated), the search store from the world the model read."""
+    from llmedu.tools import default_tools
+    from llmedu.world import make_world
+
+    markers_of(tokenizer, tools=True)  # a model without the tool markers cannot call anything: say so now
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    available = default_tools(make_world(world_seed, n_people=world_people), tokenizer)
+    if unknown := [name for name in wanted if name not in available]:
+        raise ValueError(f"unknown tools {unknown}; --tools takes a comma-separated list of {', '.join(available)}.")
+    return {name: available[name] for name in wanted}
+
+
+def answer(model, question: str, args, history: list | None = None, tools: dict | None = None) -> dict:
+    """``{"prompt", "reply", "calls"}`` for ``question`` after ``history`` (a list of turns, updated in place)."""
+    turns = (history or []) + [{"role": "user", "content": question}]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a reply cut short is still printed as it is
-        reply = chat(*model, conversation, temperature=args.temperature, top_p=args.top_p,
-                     max_new_tokens=args.max_new_tokens, seed=args.seed)
+        if tools is None:
+            reply, calls = chat(*model, turns, temperature=args.temperature, top_p=args.top_p,
+                                max_new_tokens=args.max_new_tokens, seed=args.seed), []
+        else:
+            reply, calls = _reply_with_tools(model, turns, tools, args)
     if history is not None:
-        history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
-    return reply
+        history.append({"role": "user", "content": question})
+        for call, result in calls:
+            history += [{"role": "assistant", "content": call}, {"role": "tool", "content": result}]
+        history.append({"role": "assistant", "content": reply})
+    return {"prompt": question, "reply": reply, "calls": [{"call": c, "result": r} for c, r in calls]}
 
 
-def converse(model, args, read=input, write=print) -> None:
+def _reply_with_tools(model, turns: list, tools: dict, args) -> tuple[str, list]:
+    from llmedu.tool_data import with_tools
+    from llmedu.tool_engine import reply_with_tools
+
+    params, config, tokenizer = model
+    prompt = render_prompt(with_tools(turns), tokenizer, max_tokens=config.max_seq_len - 1)
+    reply = reply_with_tools(params, config, tokenizer, prompt, tools, temperature=args.temperature, top_p=args.top_p,
+                             max_new_tokens=args.max_new_tokens, seed=args.seed)
+    return reply.answer, reply.calls
+
+
+def shown(result: dict, colour: bool) -> str:
+    """The reply as printed: each call and its result on a line of its own, dimmed on a terminal."""
+    dim, plain = (DIM, PLAIN) if colour else ("", "")
+    lines = [f"{dim}[call] {c['call']}\n[result] {c['result']}{plain}" for c in result["calls"]]
+    return "\n".join(lines + [result["reply"]])
+
+
+def converse(model, args, read=input, write=print, tools: dict | None = None) -> None:
     """The terminal loop: a line in, the reply out; /reset forgets the history, /quit (or end of input) leaves."""
     write("Chat with the model. /reset starts over, /quit leaves.")
     history: list = []
@@ -61,7 +102,7 @@ def converse(model, args, read=input, write=print) -> None:
             continue
         while True:
             try:
-                write("assistant> " + answer(model, line, args, history))
+                write("assistant> " + shown(answer(model, line, args, history, tools), colour=sys.stdout.isatty()))
                 break
             except ConversationError:  # too long for the context: forget the oldest exchange
                 if not history:
@@ -74,16 +115,20 @@ def converse(model, args, read=input, write=print) -> None:
 def run_chat(args) -> int:
     """The ``llmedu chat`` command; returns its exit code."""
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, tools=bool(args.tools))
+        tools = tool_registry(args.tools, model[2], args.world_seed, args.world_people) if args.tools else None
+        colour = sys.stdout.isatty()
         if args.prompt is not None:
-            print(answer(model, args.prompt, args))
+            print(shown(answer(model, args.prompt, args, tools=tools), colour))
         elif args.prompts is not None:
             questions = [line.strip() for line in Path(args.prompts).read_text(encoding="utf-8").splitlines() if line.strip()]
-            replies = [{"prompt": q, "reply": answer(model, q, args)} for q in questions]
+            replies = [answer(model, q, args, tools=tools) for q in questions]
+            if not args.tools:
+                replies = [{"prompt": r["prompt"], "reply": r["reply"]} for r in replies]
             print(json.dumps(replies, indent=2, ensure_ascii=False) if args.json
-                  else "\n\n".join(f"> {r['prompt']}\n{r['reply']}" for r in replies))
+                  else "\n\n".join(f"> {r['prompt']}\n{shown({'calls': [], **r}, colour)}" for r in replies))
         else:
-            converse(model, args)
+            converse(model, args, tools=tools)
     except (ValueError, OSError) as err:  # no model file, a tokenizer without chat tokens, an unreadable prompts file
         print(f"llmedu chat: {err}", file=sys.stderr)
         return 2

@@ -320,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
     talk.add_argument("--seed", type=int, default=1337)
     talk.add_argument("--max-new-tokens", type=int, default=128)
+    talk.add_argument("--tools", help="let the model call tools, e.g. calculator,search (default model: the shipped "
+                      "tool model); calls and results are shown, and listed in --json (lesson 06)")
+    talk.add_argument("--world-seed", type=int, default=1337, help="with --tools: the world whose pages search reads "
+                      "(default 1337, the shipped models')")
+    talk.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")
     talk.set_defaults(handler=_chat)
 
     from llmedu.rlhf_cli import add_parser as add_rlhf_parser

@@ -149,3 +149,26 @@ def _eval_examples(rng, world, n_arithmetic: int, n_known: int) -> list:
         conversation = [_turn("user", question), _turn("assistant", fact_answer(relation, person.name, value))]
         examples.append(Example(conversation, "fact", person.name, relation, value, group))
     return examples
+
+
+def write_tool_files(out_dir, world, calculator, make_search, seed: int = 0, mix_in=(), **options):
+    """Write ``tool_train.jsonl`` (tool conversations plus ``mix_in``, e.g. lesson 04's SFT examples) and
+    ``tool_eval.jsonl`` to ``out_dir``; returns ``(train_path, eval_path, data)``.
+
+    Mixing the earlier SFT conversations in keeps what SFT taught (answers
+    without tools, "I don't know", refusals) while the new ones are learned.
+    """
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from llmedu.sft import write_conversations
+
+    data = make_tool_data(world, calculator, make_search, seed=seed, **options)
+    train = list(data.train) + list(mix_in)
+    train = [train[i] for i in np.random.default_rng([seed, 7]).permutation(len(train))]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = out_dir / "tool_train.jsonl", out_dir / "tool_eval.jsonl"
+    for path, examples in zip(paths, (train, data.eval)):
+        write_conversations(path, [asdict(example) for example in examples])
+    return (*paths, data)

@@ -78,7 +78,7 @@ def tool_loop(next_token, prompt_ids: list, run_call_ids, markers: Markers, max_
         ids.append(token)
         new.append(token)
         if token == markers.call_end:
-            call = _call_ids(ids, markers)
+            call = _call_ids(new, markers)
             forced = [markers.result_start, *run_call_ids(call), markers.result_end]
             ids += forced
             new += forced
@@ -86,7 +86,7 @@ def tool_loop(next_token, prompt_ids: list, run_call_ids, markers: Markers, max_
 
 
 def _call_ids(ids: list, markers: Markers) -> list:
-    """The call that ends ``ids``: the ids after its ``call_start``, looked for only since the last result."""
+    """The call that ends ``ids`` (the reply so far): the ids after its ``call_start``, looked for since the last result."""
     since = max((i for i, token in enumerate(ids) if token == markers.result_end), default=-1) + 1
     starts = [i for i in range(since, len(ids)) if ids[i] == markers.call_start]
     return ids[(starts[-1] + 1 if starts else since):-1]
@@ -142,7 +142,7 @@ def reply_with_tools(params: dict, config, tokenizer, prompt_ids: list, tools: d
         if not written or written[-1] != markers.call_end:
             finished = len(written) < budget  # it stopped at <|im_end|>, not at a limit
             return ToolReply(new, finished, calls, _answer(tokenizer, new, markers))
-        forced = [markers.result_start, *run_call_ids(_call_ids(ids, markers)), markers.result_end]
+        forced = [markers.result_start, *run_call_ids(_call_ids(new, markers)), markers.result_end]
         ids += forced
         new += forced
     return ToolReply(new, False, calls, _answer(tokenizer, new, markers))

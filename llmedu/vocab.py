@@ -53,3 +53,16 @@ def add_special_tokens(params: dict, config, tokenizer: BPETokenizer, names, see
     grown_params["tok_embeddings"] = np.concatenate([embeddings, new_embeddings.astype(embeddings.dtype)])
     grown_params["output"] = np.concatenate([output, new_output.astype(output.dtype)])
     return grown_params, replace(config, vocab_size=len(grown)), grown
+
+
+def add_special_tokens_to_file(params_file, out_file, names, seed: int = 0) -> None:
+    """Read a parameters file, add ``names`` as special tokens (:func:`add_special_tokens`), write ``out_file``."""
+    from llmedu.checkpoint import load_params, save_params
+    from llmedu.data import tokenizer_from_text, tokenizer_to_text
+
+    params, config, metadata = load_params(params_file)
+    if "tokenizer" not in metadata:
+        raise ValueError(f"{params_file} holds no tokenizer; special tokens are added to a model saved with one.")
+    tokenizer = tokenizer_from_text(metadata["tokenizer"], f"the tokenizer in {params_file}")
+    params, config, tokenizer = add_special_tokens(params, config, tokenizer, names, seed)
+    save_params(out_file, params, config, tokenizer_text=tokenizer_to_text(tokenizer))
