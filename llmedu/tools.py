@@ -59,8 +59,10 @@ def calculator(expression: str) -> str:
 
     Refused with a short error the model can read: anything else in the tree
     (``"error: unsupported: names"``, ``"... function calls"``, ...),
-    expressions longer than ``MAX_LENGTH`` characters, non-ASCII or control
-    characters, nesting deeper than ``MAX_DEPTH``, any number beyond
+    expressions longer than ``MAX_LENGTH`` characters (spaces included),
+    non-ASCII or control characters, nesting deeper than ``MAX_DEPTH`` (in
+    parentheses, or in the tree: ``a + b + c`` is ``(a + b) + c``, so a sum of
+    more than 32 terms is that deep), any number beyond
     ``MAX_MAGNITUDE`` (``"error: number too large"``; a power is refused from
     its operands' sizes before it is computed, so ``9**9**9`` answers at once),
     division or modulo by zero, complex results, and running past
@@ -82,11 +84,11 @@ def _checked_text(expression) -> str:
     """The expression as a plain str, stripped; refused if it is not text, too long, too deep or not plain ASCII."""
     if not isinstance(expression, str):
         raise _Refusal(f"expression must be text, not {type(expression).__name__}")
+    if str.__len__(expression) > MAX_LENGTH:  # first, so that nothing below ever reads a long input
+        raise _Refusal(f"expression longer than {MAX_LENGTH} characters")
     text = str.__str__(expression).strip()  # a plain str even from a str subclass, whose methods could be anything
     if not text:
         raise _Refusal("empty expression")
-    if len(text) > MAX_LENGTH:
-        raise _Refusal(f"expression longer than {MAX_LENGTH} characters")
     if not text.isascii():
         odd = next(c for c in text if not c.isascii())
         raise _Refusal(f"only ASCII characters are allowed (found {odd!r}); write digits as 0-9")
