@@ -26,7 +26,8 @@ import time
 # guards, so that no input can make a call slow or large.
 # =============================================================================
 
-MAX_LENGTH = 200  # characters: a call is one line of arithmetic (a 5-term sum of 4-digit numbers is ~30); bounds ast.parse
+MAX_LENGTH = 200  # characters: a call is one line of arithmetic (a sum of five 4-digit numbers is ~30), and this
+#                   bounds the work of ast.parse and of every check before it
 MAX_DEPTH = 32  # nesting, in parentheses and in the tree: no real question nests deeper, and it keeps the walker's
 #                 recursion (and the parser's) far below Python's limit of 1000 frames
 MAX_MAGNITUDE = 10**30  # |every literal and intermediate result|: 31 digits, more than any question needs, and
@@ -143,13 +144,14 @@ class _Walker:
 
     def __init__(self, deadline: float):
         self.deadline = deadline
+        self.by_kind = {ast.Constant: self._constant, ast.BinOp: self._binary, ast.UnaryOp: self._unary}
 
     def value(self, node: ast.AST, depth: int) -> int | float:
         if depth > MAX_DEPTH:
             raise _Refusal(f"nested deeper than {MAX_DEPTH}")
         if time.monotonic() > self.deadline:
             raise _Refusal("took too long")
-        evaluate = {ast.Constant: self._constant, ast.BinOp: self._binary, ast.UnaryOp: self._unary}.get(type(node))
+        evaluate = self.by_kind.get(type(node))
         if evaluate is None:
             raise _Refusal(f"unsupported: {_REFUSED_NODES.get(type(node), type(node).__name__)}")
         return _bounded(evaluate(node, depth))

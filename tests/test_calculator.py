@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmedu.checks.tool_use import _run_bounded
 from llmedu.tools import MAX_DEPTH, MAX_LENGTH, MAX_MAGNITUDE, calculator
 
 TIME_BOUND_SECONDS = 1.0  # each call takes microseconds; a second leaves room for a busy shared machine
@@ -64,12 +65,16 @@ def test_floats_are_rounded_to_12_significant_digits(expression, expected):
     assert calculator(expression) == expected
 
 
-def test_the_limits_allow_what_they_promise():
-    assert calculator("-" * 31 + "1") == "-1"  # 32 levels: the deepest allowed
-    assert calculator("+".join(["1"] * 32)) == "32"  # a sum of 32 terms is 32 levels deep
-    assert calculator("(" * MAX_DEPTH + "1" + ")" * MAX_DEPTH) == "1"
-    assert calculator(f"{MAX_MAGNITUDE} - 1") == str(MAX_MAGNITUDE - 1)
-    assert calculator("1 + 2".ljust(MAX_LENGTH)) == "3"  # spaces count: exactly MAX_LENGTH characters
+@pytest.mark.parametrize(("expression", "expected"), [
+    ("-" * (MAX_DEPTH - 1) + "1", "-1"),  # 32 levels: 31 minus signs above the number
+    ("+".join(["1"] * MAX_DEPTH), str(MAX_DEPTH)),  # a sum of 32 terms is 32 levels deep
+    ("(" * MAX_DEPTH + "1" + ")" * MAX_DEPTH, "1"),
+    (f"{MAX_MAGNITUDE} - 1", str(MAX_MAGNITUDE - 1)),
+    (f"-{MAX_MAGNITUDE}", str(-MAX_MAGNITUDE)),
+    ("1 + 2".ljust(MAX_LENGTH), "3"),  # spaces count: exactly MAX_LENGTH characters
+], ids=["depth", "sum_of_32", "parentheses", "magnitude", "negative_magnitude", "length"])
+def test_inputs_at_each_limit_are_still_answered(expression, expected):
+    assert calculator(expression) == expected
 
 
 # --------------------------------------------------- refusals name the problem --
@@ -100,7 +105,30 @@ def test_each_refusal_is_a_short_error_naming_the_problem(expression, error):
 
 # ---------------------------------------------------------- the hostile corpus --
 
+# Numbers beyond the limit, each refused before it is computed (a power from its operands' sizes).
+HUGE = {
+    "power_tower": "9**9**9",
+    "power_of_power": "2**10**10",
+    "huge_base_and_exponent": "(10**30)**(10**30)",
+    "huge_product": "10**30 * 10**30",
+    "squared_limit": "(10**30)**2",
+    "float_power": "2.0 ** 10000",
+    "small_base_negative_exponent": "0.5 ** -2000",
+    "float_overflow": "1e308 * 10",
+    "infinite_literal": "1e999",
+    "long_literal": "1" + "0" * 31,
+    "below_the_limit": f"-{MAX_MAGNITUDE} - 1",
+}
+
+
+@pytest.mark.parametrize("expression", HUGE.values(), ids=HUGE.keys())
+def test_huge_numbers_are_refused_before_they_are_computed(expression):
+    # In a child process killed after 10 s, so that a lost limit fails this test instead of hanging the suite.
+    assert _run_bounded(calculator, expression, timeout=10.0) == ("returned", "error: number too large")
+
+
 HOSTILE = {
+    **HUGE,
     # attribute access, imports, names, calls: the ways out of a naive eval
     "class_bases": "().__class__.__bases__",
     "subclasses": "().__class__.__base__.__subclasses__()",
@@ -147,18 +175,6 @@ HOSTILE = {
     "complex_result": "(-8) ** (1 / 3)",
     "statement": "import os",
     "two_statements": "1; 2",
-    # huge numbers: each must be refused before it is computed
-    "power_tower": "9**9**9",
-    "power_of_power": "2**10**10",
-    "huge_base_and_exponent": "(10**30)**(10**30)",
-    "huge_product": "10**30 * 10**30",
-    "squared_limit": "(10**30)**2",
-    "float_power": "2.0 ** 10000",
-    "small_base_negative_exponent": "0.5 ** -2000",
-    "float_overflow": "1e308 * 10",
-    "infinite_literal": "1e999",
-    "long_literal": "1" + "0" * 31,
-    "below_the_limit": f"-{MAX_MAGNITUDE} - 1",
     "division_by_zero": "1 / 0",
     "floor_division_by_zero": "1 // 0",
     "modulo_by_float_zero": "1.5 % 0.0",

@@ -124,8 +124,8 @@ def _expect_exact(learner, expression: str, expected: str, advice: str) -> None:
     if answer != expected:
         if any(mark in answer for mark in ".e") and _number(answer) == float(expected):
             advice = _EXACT  # the right value, written as a float
-        elif not advice and answer.startswith("error:"):
-            advice = "this is ordinary arithmetic: it must not be refused"
+        elif answer.startswith("error:") and advice in ("", _EXACT):
+            advice = "this is ordinary arithmetic: it must not be refused (is a limit too tight?)"
         learner.fail((expression,), expected, answer, advice)
 
 
