@@ -17,7 +17,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from llmedu.chat import ConversationError, chat, markers_of, render_prompt
+from llmedu.chat import ConversationError, chat, markers_of
+from llmedu.tool_engine import chat_with_tools, reply_turns
 
 DIM, PLAIN = "\033[2m", "\033[0m"  # terminal escapes: tool traffic is shown dimmed
 
@@ -56,24 +57,13 @@ def answer(model, question: str, args, history: list | None = None, tools: dict 
             reply, calls = chat(*model, turns, temperature=args.temperature, top_p=args.top_p,
                                 max_new_tokens=args.max_new_tokens, seed=args.seed), []
         else:
-            reply, calls = _reply_with_tools(model, turns, tools, args)
+            tool_reply = chat_with_tools(*model, turns, tools, temperature=args.temperature, top_p=args.top_p,
+                                         max_new_tokens=args.max_new_tokens, seed=args.seed)
+            reply, calls = tool_reply.answer, tool_reply.calls
     if history is not None:
         history.append({"role": "user", "content": question})
-        for call, result in calls:
-            history += [{"role": "assistant", "content": call}, {"role": "tool", "content": result}]
-        history.append({"role": "assistant", "content": reply})
+        history += reply_turns(tool_reply) if tools is not None else [{"role": "assistant", "content": reply}]
     return {"prompt": question, "reply": reply, "calls": [{"call": c, "result": r} for c, r in calls]}
-
-
-def _reply_with_tools(model, turns: list, tools: dict, args) -> tuple[str, list]:
-    from llmedu.tool_data import with_tools
-    from llmedu.tool_engine import reply_with_tools
-
-    params, config, tokenizer = model
-    prompt = render_prompt(with_tools(turns), tokenizer, max_tokens=config.max_seq_len - 1)
-    reply = reply_with_tools(params, config, tokenizer, prompt, tools, temperature=args.temperature, top_p=args.top_p,
-                             max_new_tokens=args.max_new_tokens, seed=args.seed)
-    return reply.answer, reply.calls
 
 
 def shown(result: dict, colour: bool) -> str:

@@ -14,9 +14,11 @@ from llmedu.checks.framework import EXERCISES, Exercise
 from llmedu.checks.pretraining import (
     adamw_update, cross_entropy, cross_entropy_backward, finite_difference, linear_backward, rmsnorm_backward,
 )
+from llmedu.checks.retrieval import bm25_scores
 from llmedu.checks.rlhf import bradley_terry_loss, dpo_loss, elo_ratings, grpo_objective, reward_model_loss
 from llmedu.checks.sft_chat import honest_answer, masked_cross_entropy, reply_loop, render_conversation
 from llmedu.checks.tokenizer import decode, encode, get_stats, merge, train
+from llmedu.checks.tool_use import calculator, render_with_tools, tool_loop
 from llmedu.checks.transformer import (
     apply_rope, attend_cached, block, causal_attention, forward, grouped_query_attention, matvec, rmsnorm, swiglu,
     top_p_filter,
@@ -39,4 +41,6 @@ __all__ = [
     "render_conversation", "masked_cross_entropy", "reply_loop", "honest_answer",
     # lesson 05
     "bradley_terry_loss", "reward_model_loss", "dpo_loss", "grpo_objective", "elo_ratings",
+    # lesson 06
+    "calculator", "tool_loop", "bm25_scores", "render_with_tools",
 ]

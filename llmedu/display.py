@@ -208,38 +208,57 @@ def sampling_explorer(logits, labels, temperature: float = 1.0, top_k: int | Non
 
 # ------------------------------------------------------------------ chat --
 
-def transcript_text(exchanges: list[tuple[str, str]]) -> str:
-    """A static transcript (the plain rendering of the chat widget): one "You:" and one "Assistant:" line each."""
-    return "\n".join(f"You: {question}\nAssistant: {answer}" for question, answer in exchanges)
+def transcript_text(exchanges: list[tuple]) -> str:
+    """A static transcript (the plain rendering of the chat widget): one "You:" and one "Assistant:" line each.
+
+    An exchange is ``(question, answer)`` or ``(question, answer, calls)``; each
+    tool call shows as a line ``[call] ... -> ...`` before the answer.
+    """
+    lines = []
+    for question, answer, *calls in exchanges:
+        lines.append(f"You: {question}")
+        lines += [f"  [call] {call} -> {result}" for call, result in (calls[0] if calls else [])]
+        lines.append(f"Assistant: {answer}")
+    return "\n".join(lines)
 
 
-def _transcript_html(exchanges: list[tuple[str, str]]) -> str:
-    rows = "".join(f'<div><b>You:</b> {html.escape(q)}</div><div style="margin-bottom:6px;color:#1a4d8f">'
-                   f"<b>Assistant:</b> {html.escape(a)}</div>" for q, a in exchanges)
-    return f'<div style="font-family:sans-serif">{rows}</div>'
+def _transcript_html(exchanges: list[tuple]) -> str:
+    rows = []
+    for question, answer, *calls in exchanges:
+        rows.append(f"<div><b>You:</b> {html.escape(question)}</div>")
+        rows += [f'<div style="color:#888;font-family:monospace;font-size:90%">[call] {html.escape(call)} &rarr; '
+                 f"{html.escape(result)}</div>" for call, result in (calls[0] if calls else [])]
+        rows.append(f'<div style="margin-bottom:6px;color:#1a4d8f"><b>Assistant:</b> {html.escape(answer)}</div>')
+    return f'<div style="font-family:sans-serif">{"".join(rows)}</div>'
 
 
 def chat_widget(params, config, tokenizer, *, transcript=None, temperature: float = 0.0,
-                max_new_tokens: int = 64, seed: int = 0) -> WidgetWithText:
+                max_new_tokens: int = 64, seed: int = 0, tools: dict | None = None) -> WidgetWithText:
     """A chat box for a chat model (lesson 04): a text box, the transcript, a temperature slider.
 
     ``transcript``: questions answered when the widget is built, each as a
     fresh conversation at ``temperature``; they start the live transcript and
     are the whole text rendering (what nbval and static viewers show). Typed
     questions continue one conversation with the history kept; "reset"
-    starts a new one. Replies come from :func:`llmedu.chat.chat`.
+    starts a new one. Replies come from :func:`llmedu.chat.chat`, or, with
+    ``tools`` (a registry, lesson 06), from
+    :func:`llmedu.tool_engine.chat_with_tools`, each call shown dimmed.
     """
     import ipywidgets as widgets
 
     from llmedu.chat import chat
+    from llmedu.tool_engine import ToolReply, chat_with_tools, reply_turns
 
-    def answer(conversation, t):
+    def answer(conversation, t) -> ToolReply:
+        sampling = dict(temperature=t, max_new_tokens=max_new_tokens, seed=seed)
         with warnings.catch_warnings():  # a reply cut short is shown as it is
             warnings.simplefilter("ignore")
-            return chat(params, config, tokenizer, conversation, temperature=t, max_new_tokens=max_new_tokens,
-                        seed=seed).strip()
+            if tools is not None:
+                return chat_with_tools(params, config, tokenizer, conversation, tools, **sampling)
+            return ToolReply([], True, [], chat(params, config, tokenizer, conversation, **sampling))
 
-    exchanges = [(q, answer([{"role": "user", "content": q}], temperature)) for q in (transcript or [])]
+    replies = [(q, answer([{"role": "user", "content": q}], temperature)) for q in (transcript or [])]
+    exchanges = [(q, reply.answer.strip(), reply.calls) for q, reply in replies]
     history: list[dict] = []  # the live conversation's turns
     box = widgets.Text(placeholder="Ask something and press Enter", continuous_update=False,
                        layout=widgets.Layout(width="70%"))
@@ -257,10 +276,10 @@ def chat_widget(params, config, tokenizer, *, transcript=None, temperature: floa
             reply = answer(turns, slider.value)
         except ValueError as error:  # e.g. the conversation no longer fits the context: start afresh
             history.clear()
-            reply = f"[{error} Press reset or ask again.]"
+            exchanges.append((question, f"[{error} Press reset or ask again.]", []))
         else:
-            history[:] = turns + [{"role": "assistant", "content": reply}]
-        exchanges.append((question, reply))
+            history[:] = turns + reply_turns(reply)
+            exchanges.append((question, reply.answer.strip(), reply.calls))
         view.value = _transcript_html(exchanges)
 
     def restart(_button):

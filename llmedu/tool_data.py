@@ -1,6 +1,6 @@
 """Tool-use conversations made from the world, each with what it tests (lesson 06).
 
-Tools are switched on by a system turn that names them (:data:`TOOLS_SYSTEM`);
+Tools are switched on by a system turn that names them (:func:`llmedu.tool_engine.with_tools`);
 without it the assistant is lesson 04's, which answers from memory or says it
 does not know. With it, the training conversations show:
 
@@ -32,9 +32,9 @@ import numpy as np
 from llmedu.sft_data import (
     REFUSALS, SECRET_REQUESTS, TRAINED_PHRASINGS, UNKNOWN_ANSWERS, Example, _turn,
 )
+from llmedu.tool_engine import with_tools
 from llmedu.world import PERSON_RELATIONS, QUESTIONS, fact_answer, invent_people
 
-TOOLS_SYSTEM = "Tools: calculator(expression) for arithmetic, search(name) for people you do not know."
 ARITHMETIC_QUESTIONS = ["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "How much is {a} {op} {b}?",
                         "Please work out {a} {op} {b}.", "Calculate {a} {op} {b}."]  # the last is kept for evaluation
 OPERATIONS = ("*", "+")  # 3-digit x 2-digit products, 4-digit sums
@@ -45,11 +45,6 @@ class ToolData:
     train: list = field(default_factory=list)  # Examples to fine-tune on (with the tools' real results inside)
     eval: list = field(default_factory=list)  # Examples to measure with: their prompts, asked with and without tools
     store: list = field(default_factory=list)  # the training search store: the world's pages and the invented ones
-
-
-def with_tools(conversation: list) -> list:
-    """The conversation with the system turn that switches the tools on."""
-    return [_turn("system", TOOLS_SYSTEM), *conversation]
 
 
 def arithmetic_problem(rng) -> tuple[int, str, int, int]:
@@ -71,11 +66,13 @@ def _arithmetic(rng, phrasings: list, calculator, group: str) -> Example:
     return Example(with_tools(conversation), "arithmetic", "", "", str(result), group)
 
 
-def _searched(rng, name: str, relation: str, value: str | None, search, phrasings: dict, group: str) -> Example:
+def _searched(rng, name: str, relation: str, value: str | None, search, phrasings: dict, group: str,
+              query_is_question: bool = False) -> Example:
     """Ask about ``name``, search for it, answer from the page (``value``) or, with no page, say "I don't know"."""
     question = str(rng.choice(phrasings[relation])).format(name=name)
     answer = fact_answer(relation, name, value) if value is not None else str(rng.choice(UNKNOWN_ANSWERS))
-    conversation = [_turn("user", question), _turn("assistant", f"search({name})"), _turn("tool", search(name)),
+    query = question if query_is_question else name
+    conversation = [_turn("user", question), _turn("assistant", f"search({query})"), _turn("tool", search(query)),
                     _turn("assistant", answer)]
     kind = "fact" if value is not None else "unknown"
     return Example(with_tools(conversation), kind, name, relation, value or "", group)
@@ -91,7 +88,7 @@ def _direct(rng, person, relation: str, phrasings: dict, group: str) -> Example:
 
 def make_tool_data(world, calculator, make_search, seed: int = 0, n_arithmetic: int = 1500, n_searched: int = 600,
                    n_no_page: int = 200, known_per_person: int = 3, n_eval_arithmetic: int = 100,
-                   n_eval_known: int = 200) -> ToolData:
+                   n_eval_known: int = 200, query_is_question: bool = False) -> ToolData:
     """Training and evaluation conversations for tool use, deterministically from ``seed``.
 
     ``calculator`` is the tool (``str -> str``); ``make_search(documents) ->
@@ -112,9 +109,9 @@ def make_tool_data(world, calculator, make_search, seed: int = 0, n_arithmetic: 
     for person in people[:n_searched]:
         for relation in map(str, rng.choice(PERSON_RELATIONS, size=2, replace=False)):
             data.train.append(_searched(rng, person.name, relation, str(getattr(person, relation)), search,
-                                        TRAINED_PHRASINGS, "searched_people"))
-    data.train += [_searched(rng, p.name, str(rng.choice(PERSON_RELATIONS)), None, search, QUESTIONS, "no_page")
-                   for p in people[n_searched:]]
+                                        TRAINED_PHRASINGS, "searched_people", query_is_question))
+    data.train += [_searched(rng, p.name, str(rng.choice(PERSON_RELATIONS)), None, search, QUESTIONS, "no_page",
+                             query_is_question) for p in people[n_searched:]]
     for person in world.faq_people:  # known from pretraining and SFT: answered from memory
         for relation in map(str, rng.choice(PERSON_RELATIONS, size=known_per_person, replace=False)):
             data.train.append(_direct(rng, person, relation, TRAINED_PHRASINGS, "known_people"))

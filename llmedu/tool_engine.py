@@ -32,8 +32,15 @@ from dataclasses import dataclass, field
 
 from llmedu.chat import Markers, markers_of
 
+# The system turn that tells the model it may call tools; without it, it answers as lesson 04's assistant.
+TOOLS_SYSTEM = "Tools: calculator(expression) for arithmetic, search(name) for people you do not know."
 CALL = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\((.*)\)\s*", re.DOTALL)  # name(argument), the argument as text
 MAX_CALLS = 4  # per reply: a model stuck calling again and again gets an error instead of the context filling up
+
+
+def with_tools(conversation: list) -> list:
+    """The conversation with the system turn that switches the tools on."""
+    return [{"role": "system", "content": TOOLS_SYSTEM}, *conversation]
 
 
 def parse_call(text: str) -> tuple[str, str] | None:
@@ -166,3 +173,23 @@ def transcript(tokenizer, ids: list, markers: Markers) -> str:
         else:
             run.append(token)
     return "".join(parts + [tokenizer.decode(run)])
+
+
+def chat_with_tools(params: dict, config, tokenizer, conversation: list, tools: dict, **sampling) -> ToolReply:
+    """The assistant's reply to ``conversation`` (ending with a user turn) with ``tools`` on.
+
+    The tools' system turn goes first; ``sampling`` (temperature, top_p,
+    max_new_tokens, seed) goes to :func:`reply_with_tools`.
+    """
+    from llmedu.chat import render_prompt
+
+    prompt = render_prompt(with_tools(conversation), tokenizer, max_tokens=config.max_seq_len - 1)
+    return reply_with_tools(params, config, tokenizer, prompt, tools, **sampling)
+
+
+def reply_turns(reply: ToolReply) -> list:
+    """The reply as conversation turns, calls and results included: what a history keeps."""
+    turns = []
+    for call, result in reply.calls:
+        turns += [{"role": "assistant", "content": call}, {"role": "tool", "content": result}]
+    return turns + [{"role": "assistant", "content": reply.answer}]

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 from llmedu.chat import render_prompt
 from llmedu.sft_eval import judge
-from llmedu.tool_data import with_tools
-from llmedu.tool_engine import reply_with_tools
+from llmedu.tool_engine import reply_with_tools, with_tools
 
 NUMBER = re.compile(r"-?\d+")
 

@@ -209,3 +209,21 @@ def _format(number: int | float) -> str:
     return format(number if number != 0 else 0.0, f".{SIGNIFICANT_DIGITS}g")
 
 # ============================================================ end of the calculator
+
+
+# ============================================================ the registry
+
+def search_store(world) -> list[str]:
+    """The documents ``search`` reads: the world's pretraining pages, then the late people's, which only it reaches."""
+    return [*world.documents, *world.late_documents]
+
+
+def default_tools(world, tokenizer) -> dict:
+    """The registry the course's assistant gets: name -> ``str -> str``.
+
+    ``search`` answers from :func:`search_store` with passages cut to fit
+    the model's context (``tokenizer`` counts the tokens).
+    """
+    from llmedu.search import make_search_tool
+
+    return {"calculator": calculator, "search": make_search_tool(search_store(world), tokenizer)}

@@ -16,14 +16,13 @@ import time
 
 from llmedu.plots import save_plot
 from llmedu.sample import load_run
-from llmedu.search import SearchIndex, hit_at_1
+from llmedu.search import SearchIndex, hit_at_1, make_search_tool
 from llmedu.sft import sft_config
 from llmedu.stats import wilson_interval
 from llmedu.tokenizer import TOOL_SPECIAL_TOKENS
 from llmedu.tool_data import write_tool_files
 from llmedu.tool_eval import evaluate_tools, tool_counts, tool_summary
 from llmedu.tools import calculator, default_tools, search_store
-from llmedu.search import make_search_tool
 from llmedu.train import train
 from llmedu.vocab import add_special_tokens_to_file
 
@@ -38,10 +37,9 @@ def tools_stage(run) -> dict:
     add_special_tokens_to_file(run.state["sft_dir"] / "model.safetensors", start_file, TOOL_SPECIAL_TOKENS,
                                seed=run.seed)
     _, _, tokenizer, _ = load_run(str(start_file))
-    train_path, _, data = write_tool_files(
-        folder, world, calculator, lambda store: make_search_tool(store, tokenizer), seed=run.seed,
-        mix_in=run.state["sft_data"].train, n_arithmetic=z["tools_arithmetic"], n_searched=z["tools_searched"],
-        n_no_page=z["tools_no_page"], n_eval_arithmetic=z["tools_eval_arithmetic"], n_eval_known=z["tools_eval_known"])
+    sizes = data_sizes(z)
+    train_path, _, data = write_tool_files(folder, world, calculator, lambda store: make_search_tool(store, tokenizer),
+                                           seed=run.seed, mix_in=run.state["sft_data"].train, **sizes)
     config = sft_config(start_file, train_path, folder / "model", steps=z["tools_steps"], lr=z["tools_lr"],
                         batch_size=z["tools_batch_size"], seed=run.seed, replay=run.state["world_path"],
                         replay_fraction=z["tools_replay_fraction"])
@@ -54,11 +52,18 @@ def tools_stage(run) -> dict:
     figures.update(_retrieval(world, data.eval, judged))
     figures.update({"tools_wall_s": round(wall_s, 3), "tools_steps": result.step,
                     "tools_train_conversations": sum(1 for _ in open(train_path, encoding="utf-8")),
-                    "tools_eval_questions": len(data.eval), "tools_vocab_size": result.model_config.vocab_size})
+                    "tools_eval_questions": len(data.eval), "tools_vocab_size": result.model_config.vocab_size,
+                    "tools_data_sizes": sizes})
     plot = _plot(run.out_dir, figures)
     run.notes.append(_notes(figures, tool_counts(judged), judged, plot))
     run.state.update(tool_params=result.params, tool_dir=folder / "model")
     return figures
+
+
+def data_sizes(z: dict) -> dict:
+    """The speedrun sizes' tool-data counts, as :func:`llmedu.tool_data.make_tool_data` takes them."""
+    return {name: z[f"tools_{name[2:]}"] for name in ("n_arithmetic", "n_searched", "n_no_page", "n_eval_arithmetic",
+                                                      "n_eval_known")}
 
 
 def _retrieval(world, examples: list, judged: list) -> dict:

@@ -19,7 +19,10 @@ REPORT_KEYS = ["val_loss", "bits_per_byte", "gzip_bits_per_byte", "bz2_bits_per_
                "grpo_accuracy_before", "grpo_accuracy_after", "grpo_kl", "grpo_win_rate", "bon_gold_reward",
                "bon_proxy_reward",
                *(f"arena_{what}_{model}" for what in ("rating", "ci_low", "ci_high")
-                 for model in ("base", "sft", "dpo", "best_of_4", "grpo"))]
+                 for model in ("base", "sft", "dpo", "best_of_4", "grpo")),
+               # lesson 06 (issue 13 names these)
+               "tools_arith_acc_without", "tools_arith_acc_with", "tools_late_acc_without", "tools_late_acc_with",
+               "tools_retrieval_hit1", "tools_known_acc_with_tools", "tools_needless_call_rate"]
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +59,17 @@ def test_sft_wall_time_is_the_fine_tuning_alone(run_dir):
 def test_report_markdown_has_every_section_and_its_plots(run_dir):
     markdown = (run_dir / "report.md").read_text()
     for heading in ("## World", "## Tokenizer", "## Pretraining", "## Evaluation", "### Samples", "## Fine-tuning",
-                    "## Preference tuning", "### Arena"):
+                    "## Preference tuning", "### Arena", "## Tool use"):
         assert heading in markdown
     for plot in ("loss.png", "compression.png", "fact_recall.png", "sft_accuracy.png", "grpo.png", "best_of_n.png",
-                 "arena.png"):
+                 "arena.png", "tools_accuracy.png"):
         assert f"]({plot})" in markdown and (run_dir / plot).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_leaves_world_tokenizer_and_parameters_file(run_dir):
     for name in ("world.txt", "tokenizer.bpe", "model/model.safetensors", "model/log.jsonl", "sft/sft_train.jsonl",
-                 "sft/sft_eval.jsonl", "sft/model/model.safetensors"):
+                 "sft/sft_eval.jsonl", "sft/model/model.safetensors", "tools/tool_train.jsonl", "tools/tool_eval.jsonl",
+                 "tools/model/model.safetensors"):
         assert (run_dir / name).is_file(), name
 
 
@@ -97,3 +101,23 @@ def test_a_chat_model_refuses_to_ship_beside_another_base(run_dir, tmp_path):
     copy_params_file(run_dir / "sft" / "model" / "model.safetensors", tmp_path / "base_model.safetensors")
     with pytest.raises(ValueError, match="ship the base model"):
         ship(run_dir, tmp_path)
+
+
+def test_a_run_ships_a_tool_model_beside_its_chat_model(run_dir, tmp_path):
+    from llmedu.base_model import ship as ship_base
+    from llmedu.chat_model import ship as ship_chat
+    from llmedu.tool_model import load_tool_model, ship
+
+    ship_base(run_dir, tmp_path)
+    ship_chat(run_dir, tmp_path)
+    card = ship(run_dir, tmp_path)
+    params, config, tokenizer, loaded_card = load_tool_model(tmp_path)
+    assert loaded_card == card and config.to_dict() == card["config"] and config.vocab_size == len(tokenizer)
+    assert "<|call_start|>" in tokenizer.special_tokens and 0 <= card["measured"]["tools_arith_acc_with"] <= 1
+
+
+def test_tools_figures_are_shares_and_the_model_has_four_more_ids(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["tools_vocab_size"] == report["tokenizer_vocab_size"] + 4
+    shares = [key for key in REPORT_KEYS if key.startswith("tools_")]
+    assert all(report[key] is None or 0 <= report[key] <= 1 for key in shares)

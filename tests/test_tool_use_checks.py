@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from llmedu import tools
+from llmedu import chat, tool_engine, tools
 from llmedu.checks import tool_use
 
 # ------------------------------------------- a learner's calculator, and its mistakes --
@@ -114,3 +114,124 @@ def test_a_calculator_that_dies_is_reported_not_fatal_to_the_check():
 def test_a_hanging_call_is_stopped_at_the_timeout():
     outcome = tool_use._run_bounded(lambda expression: 9 ** 9 ** 9, "9 ** 9 ** 9", 0.5)
     assert outcome == ("timeout", None)
+
+
+# ------------------------------------------------- 6.2: the pause-run-resume loop --
+
+
+def loop_without_forcing(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
+    """Forgets the runtime: the model never reads a result."""
+    ids, new = list(prompt_ids), []
+    while len(new) < max_new_tokens:
+        token = next_token(ids)
+        if token == markers.end:
+            return new, True
+        ids.append(token)
+        new.append(token)
+    return new, False
+
+
+def loop_forcing_into_the_reply_only(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
+    """Puts the result in the reply but not in what the model is shown."""
+    ids, new = list(prompt_ids), []
+    while len(new) < max_new_tokens:
+        token = next_token(ids)
+        if token == markers.end:
+            return new, True
+        ids.append(token)
+        new.append(token)
+        if token == markers.call_end:
+            start = len(new) - 1 - new[::-1].index(markers.call_start)
+            new += [markers.result_start, *run_call_ids(new[start + 1:-1]), markers.result_end]
+    return new, False
+
+
+def loop_passing_the_markers_in_the_call(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
+    """Hands the tool the call with its markers around it."""
+    ids, new = list(prompt_ids), []
+    while len(new) < max_new_tokens:
+        token = next_token(ids)
+        if token == markers.end:
+            return new, True
+        ids.append(token)
+        new.append(token)
+        if token == markers.call_end:
+            start = len(new) - 1 - new[::-1].index(markers.call_start)
+            forced = [markers.result_start, *run_call_ids(new[start:]), markers.result_end]
+            ids += forced
+            new += forced
+    return new, False
+
+
+def loop_that_does_not_count_forced_ids(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
+    """Counts only the model's own ids against max_new_tokens."""
+    ids, new, written = list(prompt_ids), [], 0
+    while written < max_new_tokens:
+        token = next_token(ids)
+        if token == markers.end:
+            return new, True
+        ids.append(token)
+        new.append(token)
+        written += 1
+        if token == markers.call_end:
+            forced = [markers.result_start, *run_call_ids(tool_engine._call_ids(new, markers)), markers.result_end]
+            ids += forced
+            new += forced
+    return new, False
+
+
+def test_the_loop_check_passes_the_reference(capsys):
+    tool_use.tool_loop(tool_engine.tool_loop)
+    assert "passed all" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("wrong", "message"), [
+    (loop_without_forcing, "append \\[markers.result_start, \\*run_call_ids\\(call\\), markers.result_end\\]"),
+    (loop_forcing_into_the_reply_only, "calls_1_times_then_ends"),
+    (loop_passing_the_markers_in_the_call, "calls_1_times_then_ends"),
+    (loop_that_does_not_count_forced_ids, "max_new_tokens"),
+])
+def test_the_loop_check_rejects_each_typical_mistake(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        tool_use.tool_loop(wrong)
+
+
+# ------------------------------------------------- 6.4: rendering tool turns --
+
+def render_learning_the_result(conversation, tokenizer):
+    """Masks the tool's result as if the model had written it."""
+    ids, mask = chat.render_conversation(conversation, tokenizer)
+    specials = tokenizer.special_tokens
+    inside = False
+    for i, token in enumerate(ids):
+        inside = inside or token == specials["<|result_start|>"]
+        if inside:
+            mask[i] = 1
+        inside = inside and token != specials["<|result_end|>"]
+    return ids, mask
+
+
+def render_results_as_turns(conversation, tokenizer):
+    """Lesson 04's renderer unchanged: the tool gets a turn of its own, <|im_start|>tool<|im_sep|>...<|im_end|>."""
+    specials = tokenizer.special_tokens
+    ids, mask = [], []
+    for turn in conversation:
+        header = [specials["<|im_start|>"], *tokenizer.encode(turn["role"]), specials["<|im_sep|>"]]
+        body = [*tokenizer.encode(turn["content"]), specials["<|im_end|>"]]
+        ids += header + body
+        mask += [0] * len(header) + [int(turn["role"] == "assistant")] * len(body)
+    return ids, mask
+
+
+def test_the_render_check_passes_the_reference(capsys):
+    tool_use.render_with_tools(chat.render_conversation)
+    assert "passed all" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("wrong", "message"), [
+    (render_learning_the_result, "the loss mask is not"),
+    (render_results_as_turns, "the result differs first"),
+])
+def test_the_render_check_rejects_each_typical_mistake(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        tool_use.render_with_tools(wrong)

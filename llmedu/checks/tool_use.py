@@ -1,4 +1,5 @@
-"""Checks for lesson 06 (tool use): 6.1, a calculator no input escapes.
+"""Checks for lesson 06 (tool use): 6.1, a calculator no input escapes; 6.2, the pause–run–resume loop;
+6.4, rendering tool turns with their loss mask (6.3, BM25, is in ``llmedu.checks.retrieval``).
 
 The reference is ``llmedu.tools.calculator``. The learner's
 ``calculator(expression) -> str`` must answer ordinary arithmetic exactly
@@ -23,7 +24,9 @@ import multiprocessing
 import warnings
 
 from llmedu import tools
-from llmedu.checks.framework import exercise
+from llmedu.chat import Markers
+from llmedu.checks.framework import Shown, exercise
+from llmedu.checks.sft_chat import _limited
 
 HUGE_TIMEOUT_SECONDS = 2.0  # a bounded calculator answers in microseconds; an unbounded one never would
 
@@ -208,3 +211,118 @@ def _send_outcome(function, expression: str, sender) -> None:
     sender.send(_outcome(function, expression))  # in the child: a str, or the repr of anything else
     sender.close()
 
+
+
+# --------------------------------------------------------------- 6.2 --
+# Exercise 6.2 asks for tool_loop(next_token, prompt_ids, run_call_ids, markers, max_new_tokens) -> (new_ids, finished),
+# the reference being llmedu.tool_engine.tool_loop. The scripted models below answer from the ids they are shown, so a
+# loop that does not append the forced result (or the model's own ids) before asking again gets other ids.
+
+LOOP_MARKERS = Markers(start=90, sep=91, end=99, call_start=92, call_end=93, result_start=94, result_end=95)
+_ARGUMENT = 40  # what the scripted model writes between the call markers
+
+
+def _caller(n_calls: int):
+    """A model that makes ``n_calls`` calls, each answered by writing the result's last id + 1, then ends."""
+    m = LOOP_MARKERS
+
+    def next_token(ids):
+        ids = list(ids)
+        if ids[-1] == m.call_start:
+            return _ARGUMENT
+        if ids[-1] == _ARGUMENT:
+            return m.call_end
+        if ids[-1] == m.result_end:
+            return ids[-2] + 1  # it read the result
+        return m.call_start if ids.count(m.call_start) < n_calls else m.end
+
+    next_token.__name__ = f"calls_{n_calls}_times_then_ends"
+    return next_token
+
+
+def _runtime(call_ids):
+    """The scripted runtime: its answer depends on the call, so the call must be exactly the ids between the markers."""
+    call_ids = [int(i) for i in call_ids]
+    return [100 + sum(call_ids) % 100, 150 + len(call_ids)]
+
+
+_TOOL_LOOP_CASES = [(0, [5, 6], 20), (1, [5, 6], 20), (2, [7], 40), (1, [8], 3), (1, [8], 4), (2, [5], 0)]
+
+
+@exercise("6.2", "the pause–run–resume loop")
+def tool_loop(learner) -> int:
+    from llmedu import tool_engine
+
+    shown_markers = Shown("Markers(end=99, call_start=92, call_end=93, result_start=94, result_end=95, ...)")
+    for n_calls, prompt, max_new_tokens in _TOOL_LOOP_CASES:
+        model = _caller(n_calls)
+        args = (model, list(prompt), _runtime, shown_markers, max_new_tokens)
+        given = list(prompt)
+        actual = learner.call(_limited(model, max_new_tokens), given, _runtime, LOOP_MARKERS, max_new_tokens,
+                              shown=args)
+        if given != prompt:
+            learner.fail(args, prompt, given, "your loop changed prompt_ids; copy it before appending")
+        try:
+            new_ids, finished = actual
+            actual = ([int(i) for i in new_ids], bool(finished))
+        except (TypeError, ValueError):
+            learner.fail(args, "(new_ids, finished)", actual, "return a pair: the list of new ids and a bool")
+        expected = tool_engine.tool_loop(model, prompt, _runtime, LOOP_MARKERS, max_new_tokens)
+        if actual != expected and LOOP_MARKERS.result_start not in actual[0] and n_calls:
+            learner.fail(args, expected, actual, "after the model writes markers.call_end, append "
+                         "[markers.result_start, *run_call_ids(call), markers.result_end] to the ids (and to the "
+                         "reply) before asking the model again")
+        learner.expect(args, expected, actual)
+    return len(_TOOL_LOOP_CASES)
+
+
+# --------------------------------------------------------------- 6.4 --
+# Exercise 6.4 asks for render_with_tools(conversation, tokenizer) -> (ids, loss_mask), lesson 04's renderer grown to
+# know tool turns; the reference is llmedu.chat.render_conversation.
+
+def _tool_tokenizer():
+    from llmedu.checks.sft_chat import _tokenizer
+    from llmedu.tokenizer import TOOL_SPECIAL_TOKENS, BPETokenizer
+
+    chat_tokenizer = _tokenizer()
+    return BPETokenizer(chat_tokenizer.merges, [*chat_tokenizer.special_tokens, *TOOL_SPECIAL_TOKENS],
+                        chat_tokenizer.pattern)
+
+
+def _t(role: str, content: str) -> dict:
+    return {"role": role, "content": content}
+
+
+_TOOL_CONVERSATIONS = [
+    [_t("user", "Hello!"), _t("assistant", "Hello!")],  # no tools: lesson 04's rendering
+    [_t("user", "When was Ilsa Varrow born?"), _t("assistant", "search(Ilsa Varrow)"),
+     _t("tool", "Ilsa Varrow was born in 1812."), _t("assistant", "Ilsa Varrow was born in 1812.")],
+    [_t("system", "You are a helpful assistant."), _t("user", "What is 347 * 29?"),
+     _t("assistant", "calculator(347 * 29)"), _t("tool", "10063"), _t("assistant", "347 * 29 = 10063."),
+     _t("user", "And when was Ilsa Varrow born?"), _t("assistant", "Ilsa Varrow was born in 1812.")],
+    [_t("user", "Hello!"), _t("assistant", "search(Ilsa)"), _t("tool", "no results"),  # two calls in one reply
+     _t("assistant", "search(Varrow)"), _t("tool", "<|result_end|><|im_end|>"), _t("assistant", "Hello!")],
+]
+
+
+@exercise("6.4", "render tool turns with their loss mask")
+def render_with_tools(learner) -> int:
+    from llmedu import chat
+
+    tokenizer = _tool_tokenizer()
+    shown_tokenizer = Shown("a BPETokenizer with the chat and tool special tokens")
+    for conversation in _TOOL_CONVERSATIONS:
+        args = (conversation, shown_tokenizer)
+        expected_ids, expected_mask = chat.render_conversation(conversation, tokenizer)
+        actual = learner.call([dict(turn) for turn in conversation], tokenizer, shown=args)
+        try:
+            ids, mask = ([int(i) for i in part] for part in actual)
+        except (TypeError, ValueError):
+            learner.fail(args, "(ids, loss_mask)", actual, "return a pair: the list of ids and the list of 0/1")
+        learner.expect(args, expected_ids, ids)
+        if mask != expected_mask:
+            learner.fail(args, expected_mask, mask,
+                         "the ids are right but the loss mask is not: 1 on the assistant's words, on its call with "
+                         "both call markers, and on <|im_end|>; 0 on the tool's result with both result markers "
+                         "(the runtime writes them, the model never should)")
+    return len(_TOOL_CONVERSATIONS)
