@@ -35,14 +35,14 @@ def load_model(path: str | None, tools: bool = False):
     return load_run(path)[:3]
 
 
-def tool_registry(names: str, tokenizer, world_seed: int, world_people: int) -> dict:
+def tool_registry(names: str, tokenizer, world_seed: int, world_people: int, context_length: int = 256) -> dict:
     """The tools named in ``--tools`` (comma-separated), the search store from the world the model read."""
     from llmedu.tools import default_tools
     from llmedu.world import make_world
 
     markers_of(tokenizer, tools=True)  # a model without the tool markers cannot call anything: say so now
     wanted = [name.strip() for name in names.split(",") if name.strip()]
-    available = default_tools(make_world(world_seed, n_people=world_people), tokenizer)
+    available = default_tools(make_world(world_seed, n_people=world_people), tokenizer, context_length)
     if unknown := [name for name in wanted if name not in available]:
         raise ValueError(f"unknown tools {unknown}; --tools takes a comma-separated list of {', '.join(available)}.")
     return {name: available[name] for name in wanted}
@@ -106,7 +106,8 @@ def run_chat(args) -> int:
     """The ``llmedu chat`` command; returns its exit code."""
     try:
         model = load_model(args.model, tools=bool(args.tools))
-        tools = tool_registry(args.tools, model[2], args.world_seed, args.world_people) if args.tools else None
+        tools = (tool_registry(args.tools, model[2], args.world_seed, args.world_people, model[1].max_seq_len)
+                 if args.tools else None)
         colour = sys.stdout.isatty()
         if args.prompt is not None:
             print(shown(answer(model, args.prompt, args, tools=tools), colour))

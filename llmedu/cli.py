@@ -327,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")
     talk.set_defaults(handler=_chat)
 
+    from llmedu.tools_cli import add_parser as add_tools_parser
+
+    add_tools_parser(commands)
+
     from llmedu.rlhf_cli import add_parser as add_rlhf_parser
 
     add_rlhf_parser(commands)

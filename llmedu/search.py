@@ -46,6 +46,12 @@ from typing import Callable
 import numpy as np
 
 DEFAULT_MAX_TOKENS = 120  # a passage's budget: the model reads 256 tokens in all, question and answer included
+REST_OF_CONVERSATION = 136  # tokens the rest of a tool conversation takes: system turn, question, call, answer, markers
+
+
+def passage_budget(context_length: int) -> int:
+    """How many tokens a search result may take in a model reading ``context_length`` tokens (120 for 256)."""
+    return max(16, min(DEFAULT_MAX_TOKENS, context_length - REST_OF_CONVERSATION))
 _TERM = re.compile(r"[a-z0-9]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

@@ -7,9 +7,10 @@ does not know. With it, the training conversations show:
 - arithmetic the model cannot do in one pass (3-digit x 2-digit products,
   4-digit sums) done with ``calculator(...)``, then the result stated;
 - questions about people it never read about answered with ``search(name)``:
-  invented people whose one page sits in the search store (their facts come
-  from the page, never from memory); names with no page get "no results" and
-  an honest "I don't know";
+  invented people whose one page sits in the search store, the answer a
+  quote of the page's sentence that states the fact (:func:`quote`); names
+  with no page get "no results" (or someone else's page) and an honest
+  "I don't know";
 - questions about people it knows (the world's FAQ people) answered directly,
   with no call, and vault-code requests still refused.
 
@@ -25,6 +26,7 @@ other than a name.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +36,8 @@ from llmedu.sft_data import (
 )
 from llmedu.tool_engine import with_tools
 from llmedu.world import PERSON_RELATIONS, QUESTIONS, fact_answer, invent_people
+
+YEAR_RELATIONS = ("birth_year", "death_year")
 
 ARITHMETIC_QUESTIONS = ["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "How much is {a} {op} {b}?",
                         "Please work out {a} {op} {b}.", "Calculate {a} {op} {b}."]  # the last is kept for evaluation
@@ -62,17 +66,38 @@ def _arithmetic(rng, phrasings: list, calculator, group: str) -> Example:
     question = str(rng.choice(phrasings)).format(a=a, op=op, b=b)
     call = f"{a} {op} {b}"
     conversation = [_turn("user", question), _turn("assistant", f"calculator({call})"),
-                    _turn("tool", calculator(call)), _turn("assistant", f"{call} = {result}.")]
+                    _turn("tool", calculator(call)), _turn("assistant", f"The result is {result}.")]
     return Example(with_tools(conversation), "arithmetic", "", "", str(result), group)
 
 
-def _searched(rng, name: str, relation: str, value: str | None, search, phrasings: dict, group: str,
-              query_is_question: bool = False) -> Example:
-    """Ask about ``name``, search for it, answer from the page (``value``) or, with no page, say "I don't know"."""
+YEAR = re.compile(r"\b\d{4}\b")
+
+
+def quote(page: str, relation: str, value: str) -> str | None:
+    """The first sentence of a search result that states ``value``, and for years no other year; None if none does.
+
+    Answers from search quote their source: copying a sentence the model can
+    see, token after token, is what attention does best (lesson 02's
+    induction), where restating it in other words would need the value found
+    and carried over on its own.
+    """
+    body = page.split("\n\n", 1)[-1]
+    for sentence in re.split(r"(?<=[.!?])\s+", body):
+        years = YEAR.findall(sentence)
+        if re.search(rf"\b{re.escape(value)}\b", sentence) and (relation not in YEAR_RELATIONS or years == [value]):
+            return sentence
+    return None
+
+
+def _searched(rng, name: str, relation: str, value: str | None, search, phrasings: dict, group: str) -> Example | None:
+    """Ask about ``name``, search for it, and quote the page's sentence that answers (``value``); with no page for
+    the name (``value`` None), say "I don't know". None when the page has no sentence that answers alone."""
     question = str(rng.choice(phrasings[relation])).format(name=name)
-    answer = fact_answer(relation, name, value) if value is not None else str(rng.choice(UNKNOWN_ANSWERS))
-    query = question if query_is_question else name
-    conversation = [_turn("user", question), _turn("assistant", f"search({query})"), _turn("tool", search(query)),
+    result = search(name)
+    answer = str(rng.choice(UNKNOWN_ANSWERS)) if value is None else quote(result, relation, value)
+    if answer is None:
+        return None
+    conversation = [_turn("user", question), _turn("assistant", f"search({name})"), _turn("tool", result),
                     _turn("assistant", answer)]
     kind = "fact" if value is not None else "unknown"
     return Example(with_tools(conversation), kind, name, relation, value or "", group)
@@ -88,7 +113,7 @@ def _direct(rng, person, relation: str, phrasings: dict, group: str) -> Example:
 
 def make_tool_data(world, calculator, make_search, seed: int = 0, n_arithmetic: int = 1500, n_searched: int = 600,
                    n_no_page: int = 200, known_per_person: int = 3, n_eval_arithmetic: int = 100,
-                   n_eval_known: int = 200, query_is_question: bool = False) -> ToolData:
+                   n_eval_known: int = 200, questions_per_person: int = 2) -> ToolData:
     """Training and evaluation conversations for tool use, deterministically from ``seed``.
 
     ``calculator`` is the tool (``str -> str``); ``make_search(documents) ->
@@ -107,11 +132,12 @@ def make_tool_data(world, calculator, make_search, seed: int = 0, n_arithmetic: 
     trained_arithmetic = ARITHMETIC_QUESTIONS[:-1]
     data.train += [_arithmetic(rng, trained_arithmetic, calculator, "arithmetic") for _ in range(n_arithmetic)]
     for person in people[:n_searched]:
-        for relation in map(str, rng.choice(PERSON_RELATIONS, size=2, replace=False)):
+        for relation in map(str, rng.choice(PERSON_RELATIONS, size=questions_per_person, replace=False)):
             data.train.append(_searched(rng, person.name, relation, str(getattr(person, relation)), search,
-                                        TRAINED_PHRASINGS, "searched_people", query_is_question))
-    data.train += [_searched(rng, p.name, str(rng.choice(PERSON_RELATIONS)), None, search, QUESTIONS, "no_page",
-                             query_is_question) for p in people[n_searched:]]
+                                        TRAINED_PHRASINGS, "searched_people"))
+    data.train += [_searched(rng, p.name, str(rng.choice(PERSON_RELATIONS)), None, search, QUESTIONS, "no_page")
+                   for p in people[n_searched:]]
+    data.train = [example for example in data.train if example is not None]
     for person in world.faq_people:  # known from pretraining and SFT: answered from memory
         for relation in map(str, rng.choice(PERSON_RELATIONS, size=known_per_person, replace=False)):
             data.train.append(_direct(rng, person, relation, TRAINED_PHRASINGS, "known_people"))
@@ -134,7 +160,7 @@ def _eval_examples(rng, world, n_arithmetic: int, n_known: int) -> list:
     for _ in range(n_arithmetic):
         a, op, b, result = arithmetic_problem(rng)
         question = str(rng.choice(ARITHMETIC_QUESTIONS)).format(a=a, op=op, b=b)
-        conversation = [_turn("user", question), _turn("assistant", f"{a} {op} {b} = {result}.")]
+        conversation = [_turn("user", question), _turn("assistant", f"The result is {result}.")]
         examples.append(Example(conversation, "arithmetic", "", "", str(result), "arithmetic"))
     asked = [(person, relation, QUESTIONS, "late_people") for person in world.late_people for relation in PERSON_RELATIONS]
     known = [p for p in world.people if p not in world.faq_people]  # never asked about in SFT
@@ -169,3 +195,30 @@ def write_tool_files(out_dir, world, calculator, make_search, seed: int = 0, mix
     for path, examples in zip(paths, (train, data.eval)):
         write_conversations(path, [asdict(example) for example in examples])
     return (*paths, data)
+
+
+def prepare_tool_sft(out_dir, chat_file, world, seed: int = 0, mix_in=(), **sizes):
+    """Everything ``llmedu sft`` needs to teach a chat model tools, written to ``out_dir``.
+
+    ``chat_with_tool_tokens.safetensors`` (the chat model with the four tool
+    markers added: :func:`llmedu.vocab.add_special_tokens_to_file`), then
+    :func:`write_tool_files` with the real calculator and a search tool that
+    counts tokens with that model's tokenizer. Returns
+    ``(start_file, train_path, eval_path, data)``.
+    """
+    from pathlib import Path
+
+    from llmedu.sample import load_run
+    from llmedu.search import make_search_tool, passage_budget
+    from llmedu.tokenizer import TOOL_SPECIAL_TOKENS
+    from llmedu.tools import calculator
+    from llmedu.vocab import add_special_tokens_to_file
+
+    start_file = Path(out_dir) / "chat_with_tool_tokens.safetensors"
+    start_file.parent.mkdir(parents=True, exist_ok=True)
+    add_special_tokens_to_file(chat_file, start_file, TOOL_SPECIAL_TOKENS, seed=seed)
+    _, config, tokenizer, _ = load_run(str(start_file))
+    budget = passage_budget(config.max_seq_len)
+    files = write_tool_files(out_dir, world, calculator, lambda store: make_search_tool(store, tokenizer, budget),
+                             seed=seed, mix_in=mix_in, **sizes)
+    return (start_file, *files)

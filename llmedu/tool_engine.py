@@ -133,11 +133,11 @@ def reply_with_tools(params: dict, config, tokenizer, prompt_ids: list, tools: d
     markers = markers_of(tokenizer, tools=True)
     calls = []
     run_call_ids = runtime(tokenizer, tools, calls, max_calls)
-    ids, new = list(prompt_ids), []
-    for stretch in range(max_calls + 2):  # after max_calls, every further call is answered with an error
+    ids, new, stretch = list(prompt_ids), [], 0
+    while True:  # each stretch writes at least <|call_end|> and is answered, so the budget runs out
         budget = min(max_new_tokens - len(new), config.max_seq_len - len(ids))
         if budget <= 0:  # a long result can fill the context: the reply is cut, and says so
-            break
+            return ToolReply(new, False, calls, _answer(tokenizer, new, markers))
         written = []
         for token in generate(params, config, ids, max_new_tokens=budget, temperature=temperature,
                               top_p=top_p, seed=seed + stretch, stop_ids=[markers.end]):
@@ -152,7 +152,7 @@ def reply_with_tools(params: dict, config, tokenizer, prompt_ids: list, tools: d
         forced = [markers.result_start, *run_call_ids(_call_ids(new, markers)), markers.result_end]
         ids += forced
         new += forced
-    return ToolReply(new, False, calls, _answer(tokenizer, new, markers))
+        stretch += 1
 
 
 def _answer(tokenizer, new: list, markers: Markers) -> str:

@@ -43,10 +43,11 @@ def load_tool_card(assets: Path = ASSETS) -> dict:
 
 def eval_questions(card: dict, tokenizer):
     """(world, evaluation examples) the card's figures were measured on, regenerated from its seeds and sizes."""
-    from llmedu.search import make_search_tool
+    from llmedu.search import make_search_tool, passage_budget
 
     world = make_world(card["world"]["seed"], n_people=card["world"]["n_people"])
-    data = make_tool_data(world, calculator, lambda store: make_search_tool(store, tokenizer),
+    budget = passage_budget(card["config"]["max_seq_len"])
+    data = make_tool_data(world, calculator, lambda store: make_search_tool(store, tokenizer, budget),
                           seed=card["tool_data_seed"], **card["tool_data_sizes"])
     return world, data.eval
 
@@ -69,7 +70,7 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
             "config": config.to_dict(), "file_bytes": (assets / MODEL_NAME).stat().st_size}
     world, examples = eval_questions(card, tokenizer)
     card["measured"] = tool_summary(evaluate_tools(params, config, tokenizer, examples, world,
-                                                   default_tools(world, tokenizer)))
+                                                   default_tools(world, tokenizer, config.max_seq_len)))
     card["speedrun_report"] = {k: v for k, v in report.items() if k.startswith("tools_") or k in ("command", "seed")}
     write_card(card, assets / CARD_NAME)
     return card

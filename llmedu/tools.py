@@ -218,12 +218,13 @@ def search_store(world) -> list[str]:
     return [*world.documents, *world.late_documents]
 
 
-def default_tools(world, tokenizer) -> dict:
+def default_tools(world, tokenizer, context_length: int = 256) -> dict:
     """The registry the course's assistant gets: name -> ``str -> str``.
 
-    ``search`` answers from :func:`search_store` with passages cut to fit
-    the model's context (``tokenizer`` counts the tokens).
+    ``search`` answers from :func:`search_store` with passages cut to fit a
+    model that reads ``context_length`` tokens (``tokenizer`` counts them).
     """
-    from llmedu.search import make_search_tool
+    from llmedu.search import make_search_tool, passage_budget
 
-    return {"calculator": calculator, "search": make_search_tool(search_store(world), tokenizer)}
+    search = make_search_tool(search_store(world), tokenizer, max_tokens=passage_budget(context_length))
+    return {"calculator": calculator, "search": search}

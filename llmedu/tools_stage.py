@@ -15,16 +15,14 @@ import shutil
 import time
 
 from llmedu.plots import save_plot
-from llmedu.sample import load_run
-from llmedu.search import SearchIndex, hit_at_1, make_search_tool
+from llmedu.search import SearchIndex, hit_at_1
 from llmedu.sft import sft_config
 from llmedu.stats import wilson_interval
 from llmedu.tokenizer import TOOL_SPECIAL_TOKENS
-from llmedu.tool_data import write_tool_files
+from llmedu.tool_data import prepare_tool_sft
 from llmedu.tool_eval import evaluate_tools, tool_counts, tool_summary
-from llmedu.tools import calculator, default_tools, search_store
+from llmedu.tools import default_tools, search_store
 from llmedu.train import train
-from llmedu.vocab import add_special_tokens_to_file
 
 
 def tools_stage(run) -> dict:
@@ -33,13 +31,9 @@ def tools_stage(run) -> dict:
     folder = run.out_dir / "tools"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    start_file = folder / "chat_with_tool_tokens.safetensors"
-    add_special_tokens_to_file(run.state["sft_dir"] / "model.safetensors", start_file, TOOL_SPECIAL_TOKENS,
-                               seed=run.seed)
-    _, _, tokenizer, _ = load_run(str(start_file))
-    sizes = data_sizes(z)
-    train_path, _, data = write_tool_files(folder, world, calculator, lambda store: make_search_tool(store, tokenizer),
-                                           seed=run.seed, mix_in=run.state["sft_data"].train, **sizes)
+    start_file, train_path, _, data = prepare_tool_sft(folder, run.state["sft_dir"] / "model.safetensors", world,
+                                                       seed=run.seed, mix_in=run.state["sft_data"].train,
+                                                       **data_sizes(z))
     config = sft_config(start_file, train_path, folder / "model", steps=z["tools_steps"], lr=z["tools_lr"],
                         batch_size=z["tools_batch_size"], seed=run.seed, replay=run.state["world_path"],
                         replay_fraction=z["tools_replay_fraction"])
@@ -47,13 +41,13 @@ def tools_stage(run) -> dict:
     result = train(config)
     wall_s = time.perf_counter() - started
     model = (result.params, result.model_config, result.tokenizer)
-    judged = evaluate_tools(*model, data.eval, world, default_tools(world, result.tokenizer))
+    judged = evaluate_tools(*model, data.eval, world, default_tools(world, result.tokenizer, config.seq_len))
     figures = tool_summary(judged)
     figures.update(_retrieval(world, data.eval, judged))
     figures.update({"tools_wall_s": round(wall_s, 3), "tools_steps": result.step,
                     "tools_train_conversations": sum(1 for _ in open(train_path, encoding="utf-8")),
                     "tools_eval_questions": len(data.eval), "tools_vocab_size": result.model_config.vocab_size,
-                    "tools_data_sizes": sizes})
+                    "tools_data_sizes": data_sizes(z)})
     plot = _plot(run.out_dir, figures)
     run.notes.append(_notes(figures, tool_counts(judged), judged, plot))
     run.state.update(tool_params=result.params, tool_dir=folder / "model")

@@ -79,3 +79,61 @@ def test_a_history_too_long_for_the_context_drops_the_oldest_exchange(model_file
     said = scripted_conversation(model_file, ["one two three four five"] * 4, max_new_tokens=4)
     assert any("oldest exchange was dropped" in line for line in said)
     assert sum(line.startswith("assistant> ") for line in said) == 4
+
+
+# ------------------------------------------------------------- with tools (lesson 06) --
+
+@pytest.fixture(scope="module")
+def tool_model_file(tmp_path_factory):
+    from llmedu.tokenizer import TOOL_SPECIAL_TOKENS
+
+    from tiny_models import save_tiny_models
+
+    tokenizer = BPETokenizer.train(sample_text()[:3000], 284,
+                                   special_tokens=[*CHAT_SPECIAL_TOKENS, *TOOL_SPECIAL_TOKENS])
+    return save_tiny_models(tmp_path_factory.mktemp("tools"), {"tool": 0}, 96, tokenizer)[0]
+
+
+WORLD = ("--world-seed", "3", "--world-people", "12")
+
+
+def test_tools_need_a_model_with_the_tool_markers(model_file):
+    done = chat_cli("--model", model_file, "--tools", "calculator", "-p", "Hi", *WORLD)
+    assert done.returncode == 2 and "add_special_tokens" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_tool_is_named_with_the_ones_there_are(tool_model_file):
+    done = chat_cli("--model", tool_model_file, "--tools", "calculator,browser", "-p", "Hi", *WORLD)
+    assert done.returncode == 2 and "['browser']" in done.stderr and "calculator, search" in done.stderr
+
+
+def test_prompts_json_with_tools_lists_each_replys_calls(tool_model_file, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is 2 * 3?\nHello?\n", encoding="utf-8")
+    done = chat_cli("--model", tool_model_file, "--tools", "calculator,search", "--prompts", prompts, "--json",
+                    "--max-new-tokens", "6", *WORLD)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [sorted(row) for row in rows] == [["calls", "prompt", "reply"]] * 2
+
+
+def test_a_reply_shows_each_call_and_result_before_the_answer():
+    from llmedu.chat_cli import shown
+
+    result = {"prompt": "q", "reply": "6.", "calls": [{"call": "calculator(2 * 3)", "result": "6"}]}
+    assert shown(result, colour=False) == "[call] calculator(2 * 3)\n[result] 6\n6."
+    assert shown(result, colour=True).startswith("\033[2m[call]")
+
+
+def test_a_conversation_with_tools_keeps_the_calls_in_its_history(tool_model_file, monkeypatch):
+    from llmedu import chat_cli
+    from llmedu.tool_engine import ToolReply
+
+    model = load_run(str(tool_model_file))[:3]
+    monkeypatch.setattr(chat_cli, "chat_with_tools",
+                        lambda *arguments, **sampling: ToolReply([], True, [("calculator(2 * 3)", "6")], "6."))
+    history = []
+    args = SimpleNamespace(temperature=0.0, top_p=None, max_new_tokens=4, seed=0)
+    chat_cli.answer(model, "What is 2 * 3?", args, history, tools={"calculator": str})
+    assert [turn["role"] for turn in history] == ["user", "assistant", "tool", "assistant"]
+    assert history[1]["content"] == "calculator(2 * 3)" and history[-1]["content"] == "6."

@@ -4,7 +4,7 @@ import pytest
 
 from llmedu.chat import render_conversation
 from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, TOOL_SPECIAL_TOKENS, BPETokenizer
-from llmedu.tool_data import ARITHMETIC_QUESTIONS, make_tool_data, write_tool_files
+from llmedu.tool_data import ARITHMETIC_QUESTIONS, make_tool_data, quote, write_tool_files
 from llmedu.tool_engine import TOOLS_SYSTEM, ToolReply
 from llmedu.tool_eval import judge_arithmetic, judge_reply, tool_counts, tool_summary
 from llmedu.tools import calculator
@@ -51,7 +51,7 @@ def test_arithmetic_is_done_with_the_calculator_and_its_real_result(data):
         assert call["content"].startswith("calculator(") and expression in question["content"]
         assert result == {"role": "tool", "content": calculator(expression)} == {"role": "tool",
                                                                                   "content": example.expected}
-        assert answer["content"] == f"{expression} = {example.expected}."
+        assert answer["content"] == f"The result is {example.expected}."  # the result, copied from just before
 
 
 def test_searched_people_are_answered_from_the_page_the_search_returned(data):
@@ -61,6 +61,19 @@ def test_searched_people_are_answered_from_the_page_the_search_returned(data):
         _, _, call, result, answer = example.conversation
         assert call["content"] == f"search({example.subject})" and result["content"].startswith(example.subject + "\n")
         assert example.expected in result["content"] and example.expected in answer["content"]
+
+
+PAGE = "Ilsa Varrow\n\nIlsa Varrow (1812–1870) was a painter from Zota. Born in 1812, Ilsa Varrow grew up in Zota."
+
+
+@pytest.mark.parametrize(("relation", "value", "sentence"), [
+    ("birth_year", "1812", "Born in 1812, Ilsa Varrow grew up in Zota."),  # the first sentence states two years
+    ("occupation", "painter", "Ilsa Varrow (1812–1870) was a painter from Zota."),
+    ("city", "Zota", "Ilsa Varrow (1812–1870) was a painter from Zota."),
+    ("death_year", "1870", None),  # stated only beside the birth year: no sentence answers alone
+])
+def test_an_answer_quotes_the_first_sentence_that_states_the_fact_alone(relation, value, sentence):
+    assert quote(PAGE, relation, value) == sentence
 
 
 def test_names_without_a_page_get_no_results_and_an_honest_answer(data):
