@@ -52,16 +52,18 @@ SIZES = {
                 rlhf_questions=600, rlhf_reference=False, rm_steps=120, rm_lr=3e-4, rm_batch_size=16, dpo_steps=120, dpo_lr=1e-5,
                 dpo_batch_size=16, dpo_beta=0.1, grpo_steps=80, grpo_lr=1e-4, grpo_batch_size=4, grpo_group_size=8,
                 grpo_eval_iters=1, arena_questions=100, bon_ns=(1, 2, 4, 8, 16, 32, 64), arena_bon_n=16,
-                tools_steps=400, tools_batch_size=16, tools_lr=1e-3, tools_replay_fraction=0.1, tools_arithmetic=1500,
-                tools_searched=600, tools_no_page=200, tools_eval_arithmetic=100, tools_eval_known=200),
+                tools_steps=900, tools_batch_size=16, tools_lr=2e-3, tools_replay_fraction=0.1, tools_arithmetic=4000,
+                tools_searched=1500, tools_questions_per_person=3, tools_no_page=200, tools_eval_arithmetic=100,
+                tools_eval_known=200),
     True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=128,
                batch_size=2, max_iters=60, eval_interval=30, recall_people=12,
                sft_steps=10, sft_batch_size=4, sft_lr=1e-3, sft_replay_fraction=0.5,
                rlhf_questions=40, rlhf_reference=True, rm_steps=4, rm_lr=3e-4, rm_batch_size=4, dpo_steps=4, dpo_lr=1e-5,
                dpo_batch_size=4, dpo_beta=0.1, grpo_steps=4, grpo_lr=1e-4, grpo_batch_size=2, grpo_group_size=4,
                grpo_eval_iters=1, arena_questions=10, bon_ns=(1, 2, 4), arena_bon_n=4,
-               tools_steps=10, tools_batch_size=4, tools_lr=1e-3, tools_replay_fraction=0.1, tools_arithmetic=40,
-               tools_searched=20, tools_no_page=10, tools_eval_arithmetic=10, tools_eval_known=10),
+               tools_steps=10, tools_batch_size=4, tools_lr=2e-3, tools_replay_fraction=0.1, tools_arithmetic=40,
+               tools_searched=20, tools_questions_per_person=2, tools_no_page=10, tools_eval_arithmetic=10,
+               tools_eval_known=10),
 }
 
 

@@ -49,6 +49,7 @@ class ToolData:
     train: list = field(default_factory=list)  # Examples to fine-tune on (with the tools' real results inside)
     eval: list = field(default_factory=list)  # Examples to measure with: their prompts, asked with and without tools
     store: list = field(default_factory=list)  # the training search store: the world's pages and the invented ones
+    too_long: int = 0  # training conversations left out because they do not fit the model's context
 
 
 def arithmetic_problem(rng) -> tuple[int, str, int, int]:
@@ -111,9 +112,9 @@ def _direct(rng, person, relation: str, phrasings: dict, group: str) -> Example:
     return Example(with_tools(conversation), "fact", person.name, relation, value, group)
 
 
-def make_tool_data(world, calculator, make_search, seed: int = 0, n_arithmetic: int = 1500, n_searched: int = 600,
+def make_tool_data(world, calculator, make_search, seed: int = 0, n_arithmetic: int = 4000, n_searched: int = 1500,
                    n_no_page: int = 200, known_per_person: int = 3, n_eval_arithmetic: int = 100,
-                   n_eval_known: int = 200, questions_per_person: int = 2) -> ToolData:
+                   n_eval_known: int = 200, questions_per_person: int = 3) -> ToolData:
     """Training and evaluation conversations for tool use, deterministically from ``seed``.
 
     ``calculator`` is the tool (``str -> str``); ``make_search(documents) ->
@@ -174,12 +175,14 @@ def _eval_examples(rng, world, n_arithmetic: int, n_known: int) -> list:
     return examples
 
 
-def write_tool_files(out_dir, world, calculator, make_search, seed: int = 0, mix_in=(), **options):
+def write_tool_files(out_dir, world, calculator, make_search, seed: int = 0, mix_in=(), fits=None, **options):
     """Write ``tool_train.jsonl`` (tool conversations plus ``mix_in``, e.g. lesson 04's SFT examples) and
     ``tool_eval.jsonl`` to ``out_dir``; returns ``(train_path, eval_path, data)``.
 
     Mixing the earlier SFT conversations in keeps what SFT taught (answers
     without tools, "I don't know", refusals) while the new ones are learned.
+    ``fits(conversation) -> bool``, if given, leaves out training
+    conversations too long for the model (``data.too_long`` counts them).
     """
     from dataclasses import asdict
     from pathlib import Path
@@ -187,6 +190,9 @@ def write_tool_files(out_dir, world, calculator, make_search, seed: int = 0, mix
     from llmedu.sft import write_conversations
 
     data = make_tool_data(world, calculator, make_search, seed=seed, **options)
+    if fits is not None:
+        kept = [example for example in data.train if fits(example.conversation)]
+        data.too_long, data.train = len(data.train) - len(kept), kept
     train = list(data.train) + list(mix_in)
     train = [train[i] for i in np.random.default_rng([seed, 7]).permutation(len(train))]
     out_dir = Path(out_dir)
@@ -217,8 +223,14 @@ def prepare_tool_sft(out_dir, chat_file, world, seed: int = 0, mix_in=(), **size
     start_file = Path(out_dir) / "chat_with_tool_tokens.safetensors"
     start_file.parent.mkdir(parents=True, exist_ok=True)
     add_special_tokens_to_file(chat_file, start_file, TOOL_SPECIAL_TOKENS, seed=seed)
+    from llmedu.chat import render_conversation
+
     _, config, tokenizer, _ = load_run(str(start_file))
     budget = passage_budget(config.max_seq_len)
+
+    def fits(conversation) -> bool:
+        return len(render_conversation(conversation, tokenizer)[0]) <= config.max_seq_len + 1  # a row holds T + 1
+
     files = write_tool_files(out_dir, world, calculator, lambda store: make_search_tool(store, tokenizer, budget),
-                             seed=seed, mix_in=mix_in, **sizes)
+                             seed=seed, mix_in=mix_in, fits=fits, **sizes)
     return (start_file, *files)

@@ -47,7 +47,7 @@ def tools_stage(run) -> dict:
     figures.update({"tools_wall_s": round(wall_s, 3), "tools_steps": result.step,
                     "tools_train_conversations": sum(1 for _ in open(train_path, encoding="utf-8")),
                     "tools_eval_questions": len(data.eval), "tools_vocab_size": result.model_config.vocab_size,
-                    "tools_data_sizes": data_sizes(z)})
+                    "tools_data_sizes": data_sizes(z), "tools_too_long": data.too_long})
     plot = _plot(run.out_dir, figures)
     run.notes.append(_notes(figures, tool_counts(judged), judged, plot))
     run.state.update(tool_params=result.params, tool_dir=folder / "model")
@@ -56,8 +56,9 @@ def tools_stage(run) -> dict:
 
 def data_sizes(z: dict) -> dict:
     """The speedrun sizes' tool-data counts, as :func:`llmedu.tool_data.make_tool_data` takes them."""
-    return {name: z[f"tools_{name[2:]}"] for name in ("n_arithmetic", "n_searched", "n_no_page", "n_eval_arithmetic",
-                                                      "n_eval_known")}
+    sizes = {name: z[f"tools_{name[2:]}"] for name in ("n_arithmetic", "n_searched", "n_no_page", "n_eval_arithmetic",
+                                                       "n_eval_known")}
+    return {**sizes, "questions_per_person": z["tools_questions_per_person"]}
 
 
 def _retrieval(world, examples: list, judged: list) -> dict:
