@@ -91,7 +91,7 @@ def tool_model_file(tmp_path_factory):
 
     tokenizer = BPETokenizer.train(sample_text()[:3000], 284,
                                    special_tokens=[*CHAT_SPECIAL_TOKENS, *TOOL_SPECIAL_TOKENS])
-    return save_tiny_models(tmp_path_factory.mktemp("tools"), {"tool": 0}, 96, tokenizer)[0]
+    return save_tiny_models(tmp_path_factory.mktemp("tools"), {"tool": 0}, 256, tokenizer)[0]
 
 
 WORLD = ("--world-seed", "3", "--world-people", "12")
