@@ -104,6 +104,8 @@ def converse(model, args, read=input, write=print, tools: dict | None = None) ->
 
 def run_chat(args) -> int:
     """The ``llmedu chat`` command; returns its exit code."""
+    if args.max_new_tokens is None:  # a tool's result lands in the reply too: leave room for a page
+        args.max_new_tokens = 256 if args.tools else 128
     try:
         model = load_model(args.model, tools=bool(args.tools))
         tools = (tool_registry(args.tools, model[2], args.world_seed, args.world_people, model[1].max_seq_len)

@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy, the same answer every time")
     talk.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
     talk.add_argument("--seed", type=int, default=1337)
-    talk.add_argument("--max-new-tokens", type=int, default=128)
+    talk.add_argument("--max-new-tokens", type=int, default=None, help="the reply's length limit (default 128; "
+                      "with --tools 256, as tool results count too)")
     talk.add_argument("--tools", help="let the model call tools, e.g. calculator,search (default model: the shipped "
                       "tool model); calls and results are shown, and listed in --json (lesson 06)")
     talk.add_argument("--world-seed", type=int, default=1337, help="with --tools: the world whose pages search reads "
