@@ -48,15 +48,25 @@ def _asset(name: str, assets: Path, shipper: str = "llmedu.base_model") -> Path:
     return path
 
 
+def load_shipped(model_name: str, card_name: str, shipper: str, assets: Path = ASSETS) -> tuple:
+    """(params, config, tokenizer, card) of a shipped model file and its card in ``assets``."""
+    params, config, tokenizer, _ = load_run(str(_asset(model_name, assets, shipper)))
+    return params, config, tokenizer, read_card(card_name, shipper, assets)
+
+
+def read_card(card_name: str, shipper: str, assets: Path = ASSETS) -> dict:
+    """A shipped model's card (JSON) as a dict; ``shipper`` is the module that writes it (named if it is missing)."""
+    return json.loads(_asset(card_name, assets, shipper).read_text(encoding="utf-8"))
+
+
 def load_base_model(assets: Path = ASSETS) -> tuple[dict, ModelConfig, object, dict]:
     """(params, config, tokenizer, card) of the shipped model; ``card`` is ``base_model.json`` as a dict."""
-    params, config, tokenizer, _ = load_run(str(_asset(MODEL_NAME, assets)))
-    return params, config, tokenizer, load_card(assets)
+    return load_shipped(MODEL_NAME, CARD_NAME, "llmedu.base_model", assets)
 
 
 def load_card(assets: Path = ASSETS) -> dict:
     """``base_model.json``: how the shipped model was made and what it measures."""
-    return json.loads(_asset(CARD_NAME, assets).read_text(encoding="utf-8"))
+    return read_card(CARD_NAME, "llmedu.base_model", assets)
 
 
 def _sha256(text: str) -> str:

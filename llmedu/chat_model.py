@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llmedu.base_model import ASSETS, MODEL_NAME as BASE_NAME, _asset, copy_params_file, write_card
+from llmedu.base_model import (ASSETS, MODEL_NAME as BASE_NAME, _asset, copy_params_file, load_shipped, read_card,
+                               write_card)
 from llmedu.checkpoint import read_safetensors
 from llmedu.sample import load_run
 from llmedu.sft_data import make_sft_data
@@ -31,12 +32,11 @@ __all__ = ["load_chat_model", "load_chat_card", "eval_questions", "ship"]
 
 def load_chat_model(assets: Path = ASSETS) -> tuple[dict, object, object, dict]:
     """(params, config, tokenizer, card) of the shipped chat model."""
-    params, config, tokenizer, _ = load_run(str(_asset(MODEL_NAME, assets, "llmedu.chat_model")))
-    return params, config, tokenizer, load_chat_card(assets)
+    return load_shipped(MODEL_NAME, CARD_NAME, "llmedu.chat_model", assets)
 
 
 def load_chat_card(assets: Path = ASSETS) -> dict:
-    return json.loads(_asset(CARD_NAME, assets, "llmedu.chat_model").read_text(encoding="utf-8"))
+    return read_card(CARD_NAME, "llmedu.chat_model", assets)
 
 
 def eval_questions(card: dict):

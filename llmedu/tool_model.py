@@ -13,13 +13,12 @@ run: ``python -m llmedu.tool_model runs/speedrun``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
-from llmedu.base_model import ASSETS, _asset, copy_params_file, write_card
-from llmedu.chat_model import MODEL_NAME as CHAT_NAME, _same_tensors
+from llmedu.base_model import ASSETS, _asset, copy_params_file, load_shipped, read_card, write_card
+from llmedu.chat_model import MODEL_NAME as CHAT_NAME, _same_tensors, _sha256
 from llmedu.sample import load_run
 from llmedu.tool_data import make_tool_data
 from llmedu.tool_eval import evaluate_tools, tool_summary
@@ -33,12 +32,11 @@ __all__ = ["load_tool_model", "load_tool_card", "eval_questions", "ship"]
 
 def load_tool_model(assets: Path = ASSETS) -> tuple[dict, object, object, dict]:
     """(params, config, tokenizer, card) of the shipped tool model."""
-    params, config, tokenizer, _ = load_run(str(_asset(MODEL_NAME, assets, "llmedu.tool_model")))
-    return params, config, tokenizer, load_tool_card(assets)
+    return load_shipped(MODEL_NAME, CARD_NAME, "llmedu.tool_model", assets)
 
 
 def load_tool_card(assets: Path = ASSETS) -> dict:
-    return json.loads(_asset(CARD_NAME, assets, "llmedu.tool_model").read_text(encoding="utf-8"))
+    return read_card(CARD_NAME, "llmedu.tool_model", assets)
 
 
 def eval_questions(card: dict, tokenizer):
@@ -66,7 +64,7 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     card = {"command": report["command"], "seed": report["seed"],
             "world": {"seed": report["seed"], "n_people": report["world_people"]}, "tool_data_seed": report["seed"],
             "tool_data_sizes": report["tools_data_sizes"],
-            "chat_model_sha256": hashlib.sha256((assets / CHAT_NAME).read_bytes()).hexdigest(),
+            "chat_model_sha256": _sha256(assets / CHAT_NAME),
             "config": config.to_dict(), "file_bytes": (assets / MODEL_NAME).stat().st_size}
     world, examples = eval_questions(card, tokenizer)
     card["measured"] = tool_summary(evaluate_tools(params, config, tokenizer, examples, world,

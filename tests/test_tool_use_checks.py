@@ -119,65 +119,32 @@ def test_a_hanging_call_is_stopped_at_the_timeout():
 # ------------------------------------------------- 6.2: the pause-run-resume loop --
 
 
-def loop_without_forcing(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
-    """Forgets the runtime: the model never reads a result."""
-    ids, new = list(prompt_ids), []
-    while len(new) < max_new_tokens:
-        token = next_token(ids)
-        if token == markers.end:
-            return new, True
-        ids.append(token)
-        new.append(token)
-    return new, False
+def wrong_loop(mistake: str):
+    """The tool loop as a learner might write it, with one typical mistake:
 
-
-def loop_forcing_into_the_reply_only(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
-    """Puts the result in the reply but not in what the model is shown."""
-    ids, new = list(prompt_ids), []
-    while len(new) < max_new_tokens:
-        token = next_token(ids)
-        if token == markers.end:
-            return new, True
-        ids.append(token)
-        new.append(token)
-        if token == markers.call_end:
-            start = len(new) - 1 - new[::-1].index(markers.call_start)
-            new += [markers.result_start, *run_call_ids(new[start + 1:-1]), markers.result_end]
-    return new, False
-
-
-def loop_passing_the_markers_in_the_call(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
-    """Hands the tool the call with its markers around it."""
-    ids, new = list(prompt_ids), []
-    while len(new) < max_new_tokens:
-        token = next_token(ids)
-        if token == markers.end:
-            return new, True
-        ids.append(token)
-        new.append(token)
-        if token == markers.call_end:
-            start = len(new) - 1 - new[::-1].index(markers.call_start)
-            forced = [markers.result_start, *run_call_ids(new[start:]), markers.result_end]
-            ids += forced
-            new += forced
-    return new, False
-
-
-def loop_that_does_not_count_forced_ids(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
-    """Counts only the model's own ids against max_new_tokens."""
-    ids, new, written = list(prompt_ids), [], 0
-    while written < max_new_tokens:
-        token = next_token(ids)
-        if token == markers.end:
-            return new, True
-        ids.append(token)
-        new.append(token)
-        written += 1
-        if token == markers.call_end:
-            forced = [markers.result_start, *run_call_ids(tool_engine._call_ids(new, markers)), markers.result_end]
-            ids += forced
-            new += forced
-    return new, False
+    - "no_forcing": forgets the runtime, so the model never reads a result;
+    - "reply_only": puts the result in the reply but not in what the model is shown;
+    - "markers_in_call": hands the tool the call with its markers around it;
+    - "uncounted": counts only the model's own ids against max_new_tokens.
+    """
+    def loop(next_token, prompt_ids, run_call_ids, markers, max_new_tokens):
+        ids, new, written = list(prompt_ids), [], 0
+        while (written if mistake == "uncounted" else len(new)) < max_new_tokens:
+            token = next_token(ids)
+            if token == markers.end:
+                return new, True
+            ids.append(token)
+            new.append(token)
+            written += 1
+            if token == markers.call_end and mistake != "no_forcing":
+                start = len(new) - 1 - new[::-1].index(markers.call_start)
+                call = new[start:] if mistake == "markers_in_call" else new[start + 1:-1]
+                forced = [markers.result_start, *run_call_ids(call), markers.result_end]
+                new += forced
+                if mistake != "reply_only":
+                    ids += forced
+        return new, False
+    return loop
 
 
 def test_the_loop_check_passes_the_reference(capsys):
@@ -185,15 +152,20 @@ def test_the_loop_check_passes_the_reference(capsys):
     assert "passed all" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("wrong", "message"), [
-    (loop_without_forcing, "append \\[markers.result_start, \\*run_call_ids\\(call\\), markers.result_end\\]"),
-    (loop_forcing_into_the_reply_only, "calls_1_times_then_ends"),
-    (loop_passing_the_markers_in_the_call, "calls_1_times_then_ends"),
-    (loop_that_does_not_count_forced_ids, "max_new_tokens"),
+@pytest.mark.parametrize(("mistake", "message"), [
+    ("no_forcing", "append \\[markers.result_start, \\*run_call_ids\\(call\\), markers.result_end\\]"),
+    ("reply_only", "calls_1_times_then_ends"),
+    ("markers_in_call", "calls_1_times_then_ends"),
+    ("uncounted", "max_new_tokens"),
 ])
-def test_the_loop_check_rejects_each_typical_mistake(wrong, message):
+def test_the_loop_check_rejects_each_typical_mistake(mistake, message):
     with pytest.raises(AssertionError, match=message):
-        tool_use.tool_loop(wrong)
+        tool_use.tool_loop(wrong_loop(mistake))
+
+
+def test_the_wrong_loop_without_a_mistake_is_the_reference_loop(capsys):
+    tool_use.tool_loop(wrong_loop("none"))  # so each failure above comes from its one mistake
+    assert "passed all" in capsys.readouterr().out
 
 
 # ------------------------------------------------- 6.4: rendering tool turns --

@@ -43,32 +43,28 @@ _CONVERSATIONS = [
 ]
 
 
-def _as_ids_and_mask(actual):
-    """The learner's (ids, mask) as two lists of Python ints, or None if it is not a pair of sequences."""
-    try:
-        ids, mask = actual
-        return [int(i) for i in ids], [int(m) for m in mask]
-    except (TypeError, ValueError):
-        return None
+def expect_rendering(learner, conversations, tokenizer, shown_tokenizer, mask_advice: str) -> int:
+    """Run the learner's ``render(conversation, tokenizer) -> (ids, mask)`` on each conversation against
+    ``llmedu.chat.render_conversation``: a pair, the same ids, then the same mask (``mask_advice`` if not)."""
+    for conversation in conversations:
+        args = (conversation, shown_tokenizer)
+        expected_ids, expected_mask = chat.render_conversation(conversation, tokenizer)
+        actual = learner.call([dict(turn) for turn in conversation], tokenizer, shown=args)
+        try:
+            ids, mask = ([int(i) for i in part] for part in actual)
+        except (TypeError, ValueError):
+            learner.fail(args, "(ids, loss_mask)", actual, "return a pair: the list of ids and the list of 0/1")
+        learner.expect(args, expected_ids, ids)
+        if mask != expected_mask:
+            learner.fail(args, expected_mask, mask, "the ids are right but the loss mask is not: " + mask_advice)
+    return len(conversations)
 
 
 @exercise("4.1", "render a conversation with its loss mask")
 def render_conversation(learner) -> int:
-    tokenizer = _tokenizer()
-    shown_tokenizer = Shown("a BPETokenizer with the chat special tokens")
-    for conversation in _CONVERSATIONS:
-        args = (conversation, shown_tokenizer)
-        expected_ids, expected_mask = chat.render_conversation(conversation, tokenizer)
-        actual = _as_ids_and_mask(learner.call([dict(turn) for turn in conversation], tokenizer, shown=args))
-        if actual is None:
-            learner.fail(args, "(ids, loss_mask)", actual, "return a pair: the list of ids and the list of 0/1")
-        ids, mask = actual
-        learner.expect(args, expected_ids, ids)
-        if mask != expected_mask:
-            learner.fail(args, expected_mask, mask,
-                         "the ids are right but the loss mask is not: 1 exactly on the assistant's content tokens "
-                         "and its closing <|im_end|>, 0 on every marker, role name and user or system word")
-    return len(_CONVERSATIONS)
+    return expect_rendering(learner, _CONVERSATIONS, _tokenizer(), Shown("a BPETokenizer with the chat special tokens"),
+                            "1 exactly on the assistant's content tokens and its closing <|im_end|>, 0 on every "
+                            "marker, role name and user or system word")
 
 
 # --------------------------------------------------------------- 4.2 --

@@ -26,7 +26,7 @@ import warnings
 from llmedu import tools
 from llmedu.chat import Markers
 from llmedu.checks.framework import Shown, exercise
-from llmedu.checks.sft_chat import _limited
+from llmedu.checks.sft_chat import _limited, expect_rendering
 
 HUGE_TIMEOUT_SECONDS = 2.0  # a bounded calculator answers in microseconds; an unbounded one never would
 
@@ -307,22 +307,8 @@ _TOOL_CONVERSATIONS = [
 
 @exercise("6.4", "render tool turns with their loss mask")
 def render_with_tools(learner) -> int:
-    from llmedu import chat
-
-    tokenizer = _tool_tokenizer()
-    shown_tokenizer = Shown("a BPETokenizer with the chat and tool special tokens")
-    for conversation in _TOOL_CONVERSATIONS:
-        args = (conversation, shown_tokenizer)
-        expected_ids, expected_mask = chat.render_conversation(conversation, tokenizer)
-        actual = learner.call([dict(turn) for turn in conversation], tokenizer, shown=args)
-        try:
-            ids, mask = ([int(i) for i in part] for part in actual)
-        except (TypeError, ValueError):
-            learner.fail(args, "(ids, loss_mask)", actual, "return a pair: the list of ids and the list of 0/1")
-        learner.expect(args, expected_ids, ids)
-        if mask != expected_mask:
-            learner.fail(args, expected_mask, mask,
-                         "the ids are right but the loss mask is not: 1 on the assistant's words, on its call with "
-                         "both call markers, and on <|im_end|>; 0 on the tool's result with both result markers "
-                         "(the runtime writes them, the model never should)")
-    return len(_TOOL_CONVERSATIONS)
+    return expect_rendering(learner, _TOOL_CONVERSATIONS, _tool_tokenizer(),
+                            Shown("a BPETokenizer with the chat and tool special tokens"),
+                            "1 on the assistant's words, on its call with both call markers, and on <|im_end|>; 0 on "
+                            "the tool's result with both result markers (the runtime writes them, the model never "
+                            "should)")
