@@ -142,19 +142,26 @@ _LOOP_CASES = [(_counting_model(13), [7, 10], 10),
                (_counting_model(None), [3, 3], 0)]
 
 
+def run_loop(learner, args: tuple, next_token, prompt: list, *rest, max_new_tokens: int) -> tuple[list, bool]:
+    """Call the learner's ``loop(next_token, prompt_ids, *rest, max_new_tokens)`` (a next_token that refuses to be
+    asked too often) and return its ``(new_ids, finished)`` as ints and a bool; fail if it changed the prompt or
+    returned something else."""
+    given = list(prompt)
+    actual = learner.call(_limited(next_token, max_new_tokens), given, *rest, max_new_tokens, shown=args)
+    if given != prompt:
+        learner.fail(args, prompt, given, "your loop changed prompt_ids; copy it before appending")
+    try:
+        new_ids, finished = actual
+        return [int(i) for i in new_ids], bool(finished)
+    except (TypeError, ValueError):
+        learner.fail(args, "(new_ids, finished)", actual, "return a pair: the list of new ids and a bool")
+
+
 @exercise("4.3", "the reply loop")
 def reply_loop(learner) -> int:
     for next_token, prompt, max_new_tokens in _LOOP_CASES:
         args = (next_token, list(prompt), END, max_new_tokens)
-        given = list(prompt)
-        actual = learner.call(_limited(next_token, max_new_tokens), given, END, max_new_tokens, shown=args)
-        if given != prompt:
-            learner.fail(args, prompt, given, "your loop changed prompt_ids; copy it before appending")
-        try:
-            new_ids, finished = actual
-            actual = ([int(i) for i in new_ids], bool(finished))
-        except (TypeError, ValueError):
-            learner.fail(args, "(new_ids, finished)", actual, "return a pair: the list of new ids and a bool")
+        actual = run_loop(learner, args, next_token, prompt, END, max_new_tokens=max_new_tokens)
         learner.expect(args, chat.reply_loop(next_token, prompt, END, max_new_tokens), actual)
     return len(_LOOP_CASES)
 

@@ -26,7 +26,7 @@ import warnings
 from llmedu import tools
 from llmedu.chat import Markers
 from llmedu.checks.framework import Shown, exercise
-from llmedu.checks.sft_chat import _limited, expect_rendering
+from llmedu.checks.sft_chat import expect_rendering, run_loop
 
 HUGE_TIMEOUT_SECONDS = 2.0  # a bounded calculator answers in microseconds; an unbounded one never would
 
@@ -257,16 +257,7 @@ def tool_loop(learner) -> int:
     for n_calls, prompt, max_new_tokens in _TOOL_LOOP_CASES:
         model = _caller(n_calls)
         args = (model, list(prompt), _runtime, shown_markers, max_new_tokens)
-        given = list(prompt)
-        actual = learner.call(_limited(model, max_new_tokens), given, _runtime, LOOP_MARKERS, max_new_tokens,
-                              shown=args)
-        if given != prompt:
-            learner.fail(args, prompt, given, "your loop changed prompt_ids; copy it before appending")
-        try:
-            new_ids, finished = actual
-            actual = ([int(i) for i in new_ids], bool(finished))
-        except (TypeError, ValueError):
-            learner.fail(args, "(new_ids, finished)", actual, "return a pair: the list of new ids and a bool")
+        actual = run_loop(learner, args, model, prompt, _runtime, LOOP_MARKERS, max_new_tokens=max_new_tokens)
         expected = tool_engine.tool_loop(model, prompt, _runtime, LOOP_MARKERS, max_new_tokens)
         if actual != expected and LOOP_MARKERS.result_start not in actual[0] and n_calls:
             learner.fail(args, expected, actual, "after the model writes markers.call_end, append "
