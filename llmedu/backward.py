@@ -36,7 +36,7 @@ from . import model, threads
 threads.apply()  # BLAS and Numba threads for the CPUs this process may use, decided once (llmedu.threads)
 
 __all__ = ["loss_and_grads", "forward_loss", "loss_and_grads_reference", "grads_from_logits",
-           "grads_from_logits_reference", "forward_logits",
+           "grads_from_logits_reference", "forward_logits", "input_grads", "input_grads_reference",
            "linear_backward", "rmsnorm_backward", "rope_backward", "attention_forward", "attention_backward",
            "swiglu_backward", "cross_entropy", "cross_entropy_backward", "embedding_backward"]
 
@@ -196,10 +196,11 @@ def _forward_with_cache(params, config, tokens):
     return logits, {"layers": layers, "x": x, "final": final, "cos": cos, "sin": sin}
 
 
-def _backward(params, config, tokens, dlogits, cache):
-    """Walk the forward pass backwards: dlogits (B*T, V) -> grads for every parameter."""
-    B, T = tokens.shape
-    nh, nkv, hd, eps = config.n_heads, config.n_kv_heads, config.head_dim, config.norm_eps
+def _backward_to_inputs(params, config, dlogits, cache):
+    """Walk the forward pass backwards: dlogits (B*T, V) -> grads for every parameter but the embedding
+    table (left zero), and dx (B, T, D), the gradient at the input embeddings."""
+    B, T = cache["x"].shape[:2]
+    nh, hd, eps = config.n_heads, config.head_dim, config.norm_eps
     cos, sin = cache["cos"], cache["sin"]
     grads = {name: np.zeros_like(p) for name, p in params.items()}
     dfinal, grads["output"] = linear_backward(dlogits, cache["final"].reshape(B * T, -1), params["output"])
@@ -221,6 +222,12 @@ def _backward(params, config, tokens, dlogits, cache):
         dx = dx + dh
         for name, value in g.items():
             grads[name][layer] = value
+    return grads, dx
+
+
+def _backward(params, config, tokens, dlogits, cache):
+    """dlogits (B*T, V) -> grads for every parameter; the input embeddings' gradient goes to their rows."""
+    grads, dx = _backward_to_inputs(params, config, dlogits, cache)
     grads["tok_embeddings"] = embedding_backward(dx, tokens, config.vocab_size)
     return grads
 
@@ -549,8 +556,8 @@ def _fast_loss(logits, targets, mask):
     return float(losses.sum(dtype=np.float64) / count)
 
 
-def _fast_backward(params, config, tokens, dlogits, cache):
-    """Gradients of every parameter from dlogits (B*T, V) and the forward's cache."""
+def _fast_backward_to_inputs(params, config, dlogits, cache):
+    """Gradients of every parameter but the embedding table, and dx (B*T, D) at the input embeddings."""
     grads = {name: np.empty_like(params[name]) for name in LAYER_NAMES}
     grads["output"] = dlogits.T @ cache["final"]  # (V, D)
     dx = np.zeros_like(cache["x"])  # (B*T, D): gradient of the residual stream
@@ -558,6 +565,12 @@ def _fast_backward(params, config, tokens, dlogits, cache):
     _rmsnorm_backward(dlogits @ params["output"], cache["x"], params["norm"], cache["rstd"], dx, grads["norm"])
     for layer in reversed(range(config.n_layers)):
         _layer_backward(params, layer, dx, cache["layers"][layer], grads, cache["consts"])
+    return grads, dx
+
+
+def _fast_backward(params, config, tokens, dlogits, cache):
+    """Gradients of every parameter from dlogits (B*T, V) and the forward's cache."""
+    grads, dx = _fast_backward_to_inputs(params, config, dlogits, cache)
     grads["tok_embeddings"] = np.empty_like(params["tok_embeddings"])
     _embedding_backward(dx, tokens.reshape(-1), grads["tok_embeddings"])
     return grads
@@ -598,6 +611,38 @@ def grads_from_logits(params, config, tokens, loss_fn):
     loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
                                           logits.dtype)
     return loss, _fast_backward(params, config, tokens, dlogits, cache)
+
+
+def input_grads(params, config, tokens, loss_fn):
+    """A loss computed from the logits and its gradient at the input embeddings (lesson 07's adversarial suffix).
+
+    The same backward pass as ``grads_from_logits``, stopped one step early:
+    instead of sending each position's gradient to its token's row of the
+    embedding table, it returns dx (B, T, D) = d loss / d x, x being the rows
+    ``tok_embeddings[tokens]`` the forward pass read. A token is a one-hot
+    vector times the table, so d loss / d one-hot = dx @ tok_embeddings.T
+    (B, T, V): how the loss would move if position t leaned towards token v.
+    tokens: (B, T) or (T,) ints; loss_fn as in ``grads_from_logits``.
+    Returns (loss, dx).
+    """
+    params, tokens, _, _ = _check(params, config, tokens, tokens, None)
+    logits, cache = _fast_forward(params, config, tokens, keep=True)
+    B, T = tokens.shape
+    loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
+                                          logits.dtype)
+    _, dx = _fast_backward_to_inputs(params, config, dlogits, cache)
+    return loss, dx.reshape(B, T, -1)
+
+
+def input_grads_reference(params, config, tokens, loss_fn):
+    """The readable version of ``input_grads``."""
+    params, tokens, _, _ = _check(params, config, tokens, tokens, None)
+    logits, cache = _forward_with_cache(params, config, tokens)
+    B, T = tokens.shape
+    loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
+                                          logits.dtype)
+    _, dx = _backward_to_inputs(params, config, dlogits, cache)
+    return loss, dx
 
 
 def forward_logits(params, config, tokens) -> np.ndarray:

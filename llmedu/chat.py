@@ -114,9 +114,11 @@ def check_conversation(conversation, *, ends_with: str) -> None:
                 "an optional system turn first, user and assistant turns alternate, starting with the user (a tool "
                 "turn may answer an assistant's call, and the assistant speaks again after it).")
         previous = role
-    if len(conversation) == start or conversation[-1]["role"] != ends_with:
-        raise ConversationError(f"turn {len(conversation) - 1}: the conversation must end with a {ends_with!r} turn "
-                                f"here (a prompt ends with the user; training data with the assistant).")
+    endings = (ends_with,) if isinstance(ends_with, str) else tuple(ends_with)
+    if len(conversation) == start or conversation[-1]["role"] not in endings:
+        raise ConversationError(f"turn {len(conversation) - 1}: the conversation must end with a "
+                                f"{' or '.join(map(repr, endings))} turn here (a prompt ends with the user, or with a "
+                                "tool's result; training data with the assistant).")
 
 
 def _check_length(ids: list[int], max_tokens: int | None) -> None:
@@ -170,11 +172,17 @@ def render_conversation(conversation, tokenizer, max_tokens: int | None = None) 
 
 
 def render_prompt(conversation, tokenizer, max_tokens: int | None = None) -> list[int]:
-    """The ids that ask for the assistant's next reply: every turn, then ``<|im_start|>assistant<|im_sep|>``."""
-    check_conversation(conversation, ends_with="user")
+    """The ids that ask for the assistant's next reply: every turn, then ``<|im_start|>assistant<|im_sep|>``.
+
+    A conversation may also end with a tool's result (lesson 07 forces a
+    search and its result this way): the assistant then goes on in the same
+    message, so no header is added.
+    """
+    check_conversation(conversation, ends_with=("user", "tool"))
     ids, _ = _render_turns(conversation, tokenizer)
-    markers = markers_of(tokenizer)
-    ids += [markers.start, *tokenizer.encode("assistant"), markers.sep]
+    if conversation[-1]["role"] == "user":
+        markers = markers_of(tokenizer)
+        ids += [markers.start, *tokenizer.encode("assistant"), markers.sep]
     _check_length(ids, max_tokens)
     return ids
 

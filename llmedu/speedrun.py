@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from llmedu import threads
+from llmedu.attacks.stage import attacks_stage
 from llmedu.data import split_text
 from llmedu.evaluate import bits_per_byte, complete, compressor_bits_per_byte, fact_recall, hallucination_rate
 from llmedu.model import count_params
@@ -54,7 +55,11 @@ SIZES = {
                 grpo_eval_iters=1, arena_questions=100, bon_ns=(1, 2, 4, 8, 16, 32, 64), arena_bon_n=16,
                 tools_steps=900, tools_batch_size=16, tools_lr=2e-3, tools_replay_fraction=0.1, tools_arithmetic=4000,
                 tools_searched=1500, tools_questions_per_person=3, tools_no_page=200, tools_eval_arithmetic=100,
-                tools_eval_known=200),
+                tools_eval_known=200,
+                attack_train_cities=500, attack_eval_cities=16, guard_conversations=4000, guard_steps=500,
+                guard_lr=2e-3, attack_batch_size=8, defence_conversations=1000, defence_examples=300,
+                defence_steps=100, defence_lr=1e-3, backdoor_ks=(0, 10, 25, 50, 100), gcg_prompts=4, gcg_steps=40,
+                gcg_length=12, gcg_top_k=32, gcg_batch=64, gcg_universal_prompts=4, gcg_universal_steps=40),
     True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=128,
                batch_size=2, max_iters=60, eval_interval=30, recall_people=12,
                sft_steps=10, sft_batch_size=4, sft_lr=1e-3, sft_replay_fraction=0.5,
@@ -63,7 +68,11 @@ SIZES = {
                grpo_eval_iters=1, arena_questions=10, bon_ns=(1, 2, 4), arena_bon_n=4,
                tools_steps=10, tools_batch_size=4, tools_lr=2e-3, tools_replay_fraction=0.1, tools_arithmetic=40,
                tools_searched=20, tools_questions_per_person=2, tools_no_page=10, tools_eval_arithmetic=10,
-               tools_eval_known=10),
+               tools_eval_known=10,
+               attack_train_cities=40, attack_eval_cities=4, guard_conversations=100, guard_steps=6, guard_lr=2e-3,
+               attack_batch_size=4, defence_conversations=40, defence_examples=10, defence_steps=3, defence_lr=1e-3,
+               backdoor_ks=(0, 5), gcg_prompts=1, gcg_steps=2, gcg_length=4, gcg_top_k=8, gcg_batch=8,
+               gcg_universal_prompts=2, gcg_universal_steps=2),
 }
 
 
@@ -231,7 +240,7 @@ def _evaluation_notes(bpb, compressors, recall, recall_examples, hallucination, 
 
 STAGES = [("world", world_stage), ("tokenizer", tokenizer_stage), ("pretrain", pretrain_stage),
           ("evaluate", evaluate_stage), ("sft", sft_stage),
-          ("rlhf", rlhf_stage), ("tools", tools_stage)]
+          ("rlhf", rlhf_stage), ("tools", tools_stage), ("attacks", attacks_stage)]
 
 
 def write_report(run: Run) -> None:

@@ -285,6 +285,25 @@ def invent_people(world: World, count: int, seed: int = 0) -> tuple[list[Person]
     return people, [_person_page(rng, person, first=False) for person in people]
 
 
+def invent_cities(world: World, count: int, seed: int = 0) -> list[City]:
+    """``count`` invented cities made like the world's (name, founding year, river, four-digit vault code).
+
+    Lesson 07 trains and attacks an assistant that keeps notes on cities: the
+    invented ones make its training data, so the world's own cities stay
+    held out. Their names occur nowhere in the world's text and differ from
+    each other.
+    """
+    rng = np.random.default_rng([world.seed, seed, 4])
+    taken = {c.name for c in world.cities}
+    cities: list[City] = []
+    while len(cities) < count:
+        name = _word(rng, int(rng.integers(2, 4)))
+        if name not in taken and name not in world.text:
+            taken.add(name)
+            cities.append(City(name, int(rng.integers(800, 1900)), _word(rng, 2), f"{rng.integers(1000, 10000)}"))
+    return cities
+
+
 def _make_person(rng, name: str, city_names: list[str]) -> Person:
     birth = int(rng.integers(1700, 1900))
     creation = f"{rng.choice(_QUALITIES)} {rng.choice(_THINGS)}"

@@ -75,7 +75,7 @@ def test_bad_training_conversations_name_the_turn_and_the_fix(tokenizer, convers
 
 
 def test_a_prompt_must_end_with_the_user(tokenizer):
-    with pytest.raises(ConversationError, match="must end with a 'user' turn"):
+    with pytest.raises(ConversationError, match="must end with a 'user' or 'tool' turn"):
         render_prompt(EXCHANGE, tokenizer)
 
 

@@ -22,7 +22,12 @@ REPORT_KEYS = ["val_loss", "bits_per_byte", "gzip_bits_per_byte", "bz2_bits_per_
                  for model in ("base", "sft", "dpo", "best_of_4", "grpo")),
                # lesson 06 (issue 13 names these)
                "tools_arith_acc_without", "tools_arith_acc_with", "tools_late_acc_without", "tools_late_acc_with",
-               "tools_retrieval_hit1", "tools_known_acc_with_tools", "tools_needless_call_rate"]
+               "tools_retrieval_hit1", "tools_known_acc_with_tools", "tools_needless_call_rate",
+               # lesson 07 (issue 14 names these)
+               *(f"asr_{attack}{defended}" for attack in ("jailbreak", "injection", "backdoor", "gcg")
+                 for defended in ("", "_defended")),
+               "gcg_filter_detection_rate", "gcg_filter_false_positive_rate", "backdoor_clean_accuracy",
+               "defended_false_refusal_rate"]
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +64,17 @@ def test_sft_wall_time_is_the_fine_tuning_alone(run_dir):
 def test_report_markdown_has_every_section_and_its_plots(run_dir):
     markdown = (run_dir / "report.md").read_text()
     for heading in ("## World", "## Tokenizer", "## Pretraining", "## Evaluation", "### Samples", "## Fine-tuning",
-                    "## Preference tuning", "### Arena", "## Tool use"):
+                    "## Preference tuning", "### Arena", "## Tool use", "## Attacks and defences"):
         assert heading in markdown
     for plot in ("loss.png", "compression.png", "fact_recall.png", "sft_accuracy.png", "grpo.png", "best_of_n.png",
-                 "arena.png", "tools_accuracy.png"):
+                 "arena.png", "tools_accuracy.png", "backdoor_sweep.png", "gcg_loss.png"):
         assert f"]({plot})" in markdown and (run_dir / plot).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_leaves_world_tokenizer_and_parameters_file(run_dir):
     for name in ("world.txt", "tokenizer.bpe", "model/model.safetensors", "model/log.jsonl", "sft/sft_train.jsonl",
                  "sft/sft_eval.jsonl", "sft/model/model.safetensors", "tools/tool_train.jsonl", "tools/tool_eval.jsonl",
-                 "tools/model/model.safetensors"):
+                 "tools/model/model.safetensors", "attacks/guard/model/model.safetensors"):
         assert (run_dir / name).is_file(), name
 
 
@@ -121,3 +126,10 @@ def test_tools_figures_are_shares_and_the_model_has_four_more_ids(run_dir):
     assert report["tools_vocab_size"] == report["tokenizer_vocab_size"] + 4
     shares = [key for key in REPORT_KEYS if key.startswith("tools_")]
     assert all(report[key] is None or 0 <= report[key] <= 1 for key in shares)
+
+
+def test_attack_figures_are_shares_and_the_sweep_covers_every_k(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    shares = [key for key in REPORT_KEYS if key.startswith(("asr_", "gcg_filter", "backdoor_clean", "defended_"))]
+    assert all(0 <= report[key] <= 1 for key in shares)
+    assert sorted(report["backdoor_sweep"], key=int) == ["0", "5"]  # the quick sweep

@@ -5,7 +5,7 @@ import pytest
 
 from llmedu.chat import (
     CALL_END, CALL_START, IM_END, IM_SEP, IM_START, RESULT_END, RESULT_START, ConversationError, markers_of,
-    render_conversation,
+    render_conversation, render_prompt,
 )
 from llmedu.model import ModelConfig, forward, init_params
 from llmedu.tokenizer import CHAT_SPECIAL_TOKENS, TOOL_SPECIAL_TOKENS, BPETokenizer, sample_text
@@ -32,6 +32,13 @@ CALCULATION = [turn("user", "What is 347 * 29?"), turn("assistant", "calculator(
 
 
 # ------------------------------------------------------------- the template --
+
+def test_a_prompt_ending_with_a_result_lets_the_assistant_go_on_in_the_same_message(tokenizer):
+    prompt = render_prompt(CALCULATION[:3], tokenizer)
+    full, _ = render_conversation(CALCULATION, tokenizer)
+    assert full[:len(prompt)] == prompt  # no new <|im_start|>assistant header after the result
+    assert tokenizer.decode(prompt).endswith(f"{RESULT_START}10063{RESULT_END}")
+
 
 def test_a_call_and_its_result_stay_inside_the_assistants_message(tokenizer):
     ids, _ = render_conversation(CALCULATION, tokenizer)
