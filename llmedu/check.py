@@ -10,6 +10,7 @@ value otherwise. The checks live in ``llmedu.checks``, one module per lesson;
 this module gathers them under one name.
 """
 
+from llmedu.checks.attacks import attack_success_rate, gcg_step, inject, message_nll, poison
 from llmedu.checks.framework import EXERCISES, Exercise
 from llmedu.checks.pretraining import (
     adamw_update, cross_entropy, cross_entropy_backward, finite_difference, linear_backward, rmsnorm_backward,
@@ -43,4 +44,6 @@ __all__ = [
     "bradley_terry_loss", "reward_model_loss", "dpo_loss", "grpo_objective", "elo_ratings",
     # lesson 06
     "calculator", "tool_loop", "bm25_scores", "render_with_tools",
+    # lesson 07
+    "attack_success_rate", "inject", "poison", "gcg_step", "message_nll",
 ]

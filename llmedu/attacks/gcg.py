@@ -98,6 +98,16 @@ def candidate_suffixes(rng, suffix: np.ndarray, gradient: np.ndarray, allowed: n
     return out
 
 
+def gcg_step(rng, suffix: np.ndarray, gradient: np.ndarray, allowed: np.ndarray, top_k: int, batch: int, score):
+    """One GCG step (lesson 07, exercise 7.4): ``batch`` candidates from the gradient
+    (:func:`candidate_suffixes`), each scored exactly by ``score`` ((B, L) -> (B,) losses), the best kept.
+    Returns ``(suffix, loss)``."""
+    candidates = candidate_suffixes(rng, suffix, gradient, allowed, top_k, batch)  # (B, L)
+    losses = np.asarray(score(candidates))  # (B,)
+    best = int(np.argmin(losses))
+    return candidates[best], float(losses[best])
+
+
 def allowed_tokens(tokenizer, vocab_size: int) -> np.ndarray:
     """Ids a suffix may use: plain text that survives a round trip through the tokenizer (no special or
     control tokens, which typed text can never produce). A bool mask (V,)."""
@@ -140,16 +150,18 @@ def search_suffix(params, config, tokenizer, problems: list, *, length: int = 12
     while not round_trips(tokenizer, suffix[None])[0]:
         suffix = rng.choice(start, size=length)
     best_loss, best, losses = np.inf, suffix, []
+
+    def score(candidates):  # (B, L) -> (B,): the mean target loss, inf for a suffix no one could type
+        loss = np.mean([target_losses(params, config, p, candidates) for p in problems], axis=0)
+        return np.where(round_trips(tokenizer, candidates), loss, np.inf)
+
     for step in range(steps):
         gradient = sum(suffix_gradient(params, config, p, suffix)[1] for p in problems)  # (L, V)
-        candidates = candidate_suffixes(rng, suffix, gradient, allowed, top_k, batch)
-        candidates = candidates[round_trips(tokenizer, candidates)]
-        if len(candidates) == 0:
-            continue
-        scores = np.mean([target_losses(params, config, p, candidates) for p in problems], axis=0)  # (B,)
-        suffix = candidates[int(np.argmin(scores))]
-        if scores.min() < best_loss:
-            best_loss, best = float(scores.min()), suffix
+        candidate, loss = gcg_step(rng, suffix, gradient, allowed, top_k, batch, score)
+        if np.isfinite(loss):
+            suffix = candidate
+        if loss < best_loss:
+            best_loss, best = loss, suffix
         losses.append(best_loss)
         if progress:
             progress(step, best_loss)
