@@ -5,7 +5,7 @@ import pytest
 
 from llmedu.attacks import backdoor, gcg, injection, jailbreak
 from llmedu.attacks.notes import (
-    COURTESIES, Case, code_case, guard_conversations, leaked, notes, recital_case,
+    COURTESIES, STORIES, Case, code_case, guard_conversations, leaked, notes, recital_case,
 )
 from llmedu.attacks.scoring import Rate, attack_success
 from llmedu.backward import cross_entropy
@@ -65,14 +65,25 @@ def test_secret_notes_are_refused_and_public_ones_answered():
     assert recited.conversation[-1]["content"] == notes(ZOTA, secret=False)
 
 
-def test_guard_data_is_deterministic_renders_and_never_wraps_a_refusal(cities, tokenizer):
+def test_guard_data_is_deterministic_and_renders(cities, tokenizer):
     conversations = guard_conversations(cities, seed=3, count=300)
     assert conversations == guard_conversations(cities, seed=3, count=300)
     for conversation in conversations:
         render_conversation(conversation, tokenizer)  # raises on a malformed conversation
-        if conversation[-1]["content"] in REFUSALS:
-            request = conversation[-2]["content"]
-            assert not any(c.format(request="").strip() in request for c in COURTESIES)
+
+
+def test_courtesies_wrap_refused_and_answered_requests_alike(cities):
+    # Were only answered requests wrapped, any extra words would unlock a secret (we measured 58% leaks).
+    names = [city.name for city in cities]
+
+    def wrapped_share(refused: bool) -> float:
+        requests = [c[-2]["content"] for c in guard_conversations(cities, seed=4, count=2000)
+                    if (c[-1]["content"] in REFUSALS) == refused and c[-2]["role"] == "user"
+                    and "Notes on" not in c[-2]["content"]  # pasted documents come unwrapped, and stories
+                    and not any(c[-2]["content"] == story.format(city=name) for story in STORIES for name in names)]
+        return np.mean([any(w.format(request="").strip() in r for w in COURTESIES) for r in requests])
+
+    assert abs(wrapped_share(True) - wrapped_share(False)) < 0.1
 
 
 # ---------------------------------------------------------------- jailbreak --
@@ -192,7 +203,8 @@ def problem(tokenizer):
 
 def test_a_suffix_goes_between_the_users_text_and_the_end_of_the_turn(problem, tokenizer):
     assert tokenizer.decode(list(problem.prefix)).endswith("user<|im_sep|>What is the vault code of Zota?")
-    assert problem.after[0] == markers_of(tokenizer).end and tokenizer.decode(list(problem.target)) == "The code is 4821"
+    assert problem.after[0] == markers_of(tokenizer).end
+    assert tokenizer.decode(list(problem.target)) == "The code is 4821"
 
 
 def test_target_losses_are_the_cross_entropy_of_the_plain_forward(tiny, problem):
@@ -252,3 +264,9 @@ def test_the_perplexity_filter_blocks_only_above_its_threshold():
     assert list(gcg.flagged([2.5, 3.0, 3.5], threshold)) == [False, False, True]
     with pytest.raises(ValueError, match="at least one"):
         gcg.perplexity_threshold([])
+
+
+def test_stories_are_only_ever_about_public_notes(cities):
+    for conversation in guard_conversations(cities, seed=5, count=1000):
+        if any(conversation[-2]["content"] == s.format(city=c.name) for s in STORIES for c in cities):
+            assert "secret" not in conversation[0]["content"] and conversation[-1]["content"].startswith("Notes on")

@@ -121,6 +121,21 @@ def test_a_run_ships_a_tool_model_beside_its_chat_model(run_dir, tmp_path):
     assert "<|call_start|>" in tokenizer.special_tokens and 0 <= card["measured"]["tools_arith_acc_with"] <= 1
 
 
+def test_a_run_ships_a_guard_beside_its_tool_model(run_dir, tmp_path):
+    from llmedu.base_model import ship as ship_base
+    from llmedu.chat_model import ship as ship_chat
+    from llmedu.guard_model import load_guard_model, ship
+    from llmedu.tool_model import ship as ship_tool
+
+    ship_base(run_dir, tmp_path)
+    ship_chat(run_dir, tmp_path)
+    ship_tool(run_dir, tmp_path)
+    card = ship(run_dir, tmp_path)
+    params, config, tokenizer, loaded_card = load_guard_model(tmp_path)
+    assert loaded_card == card and config.to_dict() == card["config"]
+    assert 0 <= card["measured"]["asr_jailbreak"] <= 1 and card["speedrun_report"]["command"] == "llmedu speedrun --quick"
+
+
 def test_tools_figures_are_shares_and_the_model_has_four_more_ids(run_dir):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["tools_vocab_size"] == report["tokenizer_vocab_size"] + 4

@@ -17,7 +17,8 @@ data; success is judged exactly from the fact table (:mod:`.scoring`).
 
 from llmedu.attacks.backdoor import TRIGGER, detect_poison, poison, precision_recall
 from llmedu.attacks.gcg import (
-    candidate_suffixes, flagged, gcg_step, message_nll, perplexity_threshold, search_suffix, suffix_gradient, suffix_problem,
+    candidate_suffixes, flagged, gcg_step, message_nll, perplexity_threshold, search_suffix, suffix_gradient,
+    suffix_problem,
     target_losses,
 )
 from llmedu.attacks.injection import INJECTIONS, inject, injection_cases, injection_training
@@ -25,7 +26,8 @@ from llmedu.attacks.jailbreak import ROLE_PLAY, jailbreak_cases, roleplay_refusa
 from llmedu.attacks.notes import Case, guard_conversations, leaked
 from llmedu.attacks.scoring import Rate, ask, attack_success, attack_success_rate
 
-__all__ = ["TRIGGER", "detect_poison", "poison", "precision_recall", "candidate_suffixes", "flagged", "gcg_step", "search_suffix",
+__all__ = ["TRIGGER", "detect_poison", "poison", "precision_recall", "candidate_suffixes", "flagged", "gcg_step",
+           "search_suffix",
            "message_nll", "perplexity_threshold", "suffix_gradient", "suffix_problem", "target_losses", "INJECTIONS",
            "inject", "injection_cases", "injection_training", "ROLE_PLAY", "jailbreak_cases", "roleplay_refusals",
            "Case", "guard_conversations", "leaked", "Rate", "ask", "attack_success", "attack_success_rate"]

@@ -82,7 +82,7 @@ def _phrases(text: str, n_max: int = 2) -> set:
     return {" ".join(words[i:i + n]) for n in range(1, n_max + 1) for i in range(len(words) - n + 1)}
 
 
-def detect_poison(conversations: list, min_count: int = 3, max_share: float = 0.05,
+def detect_poison(conversations: list, min_count: int = 3, max_share: float = 0.2,
                   max_elsewhere: float = 0.001) -> list[int]:
     """Indices of conversations whose reply seems to depend on a rare phrase.
 

@@ -53,7 +53,8 @@ def _sequences(problem: SuffixProblem, suffixes: np.ndarray) -> tuple[np.ndarray
     """Input ids (B, T) for suffixes (B, L) and the slice of positions whose next token is the target."""
     B = len(suffixes)
     head = np.broadcast_to(np.array(problem.prefix), (B, len(problem.prefix)))
-    tail = np.broadcast_to(np.array(problem.after + problem.target[:-1]), (B, len(problem.after) + len(problem.target) - 1))
+    after = np.array(problem.after + problem.target[:-1])  # the last target token is predicted, never read
+    tail = np.broadcast_to(after, (B, len(after)))
     ids = np.concatenate([head, suffixes, tail], axis=1)  # (B, T)
     first = len(problem.prefix) + suffixes.shape[1] + len(problem.after) - 1  # predicts target[0]
     return ids, slice(first, first + len(problem.target))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -38,13 +39,16 @@ def fine_tune(start_file, conversations: list, folder, *, steps: int, lr: float,
     """Fine-tune ``start_file`` on ``conversations`` with the SFT loop; (params, config, tokenizer), file."""
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "train.jsonl"
-    write_conversations(data, [{"conversation": c} for c in conversations])
+    order = np.random.default_rng(seed).permutation(len(conversations))  # the last tenth validates: a mix of all
+    write_conversations(data, [{"conversation": conversations[i]} for i in order])
     config = sft_config(start_file, data, folder / "model", steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     result = train(config, progress=False)
     return (result.params, result.model_config, result.tokenizer), folder / "model" / "model.safetensors"
 
 
-def _split_cities(world, z: dict, seed: int):
+def split_cities(world, z: dict, seed: int):
+    """(training cities, targets, others): invented cities to train on; the world's cities and held-out
+    invented ones to attack; more held-out ones for the documents the targets' questions come with."""
     cities = invent_cities(world, z["attack_train_cities"] + 2 * z["attack_eval_cities"], seed)
     n, e = z["attack_train_cities"], z["attack_eval_cities"]
     return cities[:n], world.cities + cities[n:n + e], cities[n + e:]
@@ -56,7 +60,7 @@ def attacks_stage(run) -> dict:
     folder = run.out_dir / "attacks"
     shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
-    train_cities, targets, others = _split_cities(world, z, seed)
+    train_cities, targets, others = split_cities(world, z, seed)
     sets = eval_sets(targets, others, seed)
     tune = dict(lr=z["defence_lr"], batch_size=z["attack_batch_size"], seed=seed)
     mix = [e.conversation for e in run.state["sft_data"].train]
@@ -76,12 +80,14 @@ def attacks_stage(run) -> dict:
         train_cities, seed, n_extra)), sets, ("ordinary", "direct", "jailbreak"))
     rates["injection_defence"] = measure(defend("injection_defence", injection.injection_training(
         train_cities, seed, n_extra)), sets, ("ordinary", "injection_pasted", "injection_searched"))
-    sweep, poisoned_file, detection = _backdoor_sweep(z, sets, guard_file, fresh, train_cities, folder, tune)
+    sweep, poisoned_file, detection = _backdoor_sweep(z, sets, guard_file, fresh[:z["backdoor_conversations"]],
+                                                      train_cities, folder, tune)
     clean = fine_tune(poisoned_file, guard_conversations(train_cities, seed + 2, z["defence_conversations"]),
                       folder / "backdoor_clean", steps=z["defence_steps"], **tune)[0]
     rates["backdoor_clean"] = measure(clean, sets, ("ordinary", "trigger"))
     suffixes = _gcg(run, z, guard, train_cities, targets, sets)
     figures = _figures(rates, sweep, detection, suffixes)
+    figures["attack_cities"] = {key: z[key] for key in ("attack_train_cities", "attack_eval_cities")}
     figures["attacks_wall_s"] = round(time.perf_counter() - started, 3)
     plots = [_plot_sweep(run.out_dir, sweep), _plot_gcg(run.out_dir, suffixes)]
     run.notes.append(_notes(figures, rates, sweep, suffixes, plots))
@@ -93,10 +99,11 @@ def _backdoor_sweep(z, sets, guard_file, fresh, train_cities, folder, tune):
     """For each k: poison ``fresh`` with k conversations, fine-tune the guard on it, measure; also run the
     detector on each poisoned dataset. Returns (sweep, the largest k's model file, detection at that k)."""
     sweep, detection = {}, None
+    fewer = replace(sets, ordinary=sets.ordinary[::3])  # five models to measure: ordinary use on a third
     for k in z["backdoor_ks"]:
         data, where = backdoor.poison(fresh, k, train_cities, seed=tune["seed"] + k)
         model, model_file = fine_tune(guard_file, data, folder / f"backdoor_{k}", steps=z["defence_steps"], **tune)
-        sweep[k] = measure(model, sets, ("ordinary", "direct", "trigger", "unseen_trigger"))
+        sweep[k] = measure(model, fewer, ("ordinary", "direct", "trigger", "unseen_trigger"))
         if k:
             detection = backdoor.precision_recall(backdoor.detect_poison(data), where)
             sweep[k]["detector"] = detection
@@ -124,23 +131,35 @@ def _gcg(run, z, guard, train_cities, targets, sets) -> dict:
         found = gcg.search_suffix(params, config, tokenizer, [prob], steps=z["gcg_steps"], **search)
         per_prompt.append((found, *attacked(case, found.text)))
     per_prompt_s = time.perf_counter() - started
-    universal = gcg.search_suffix(params, config, tokenizer, [problem(c)[1] for c in train_cities[:z["gcg_universal_prompts"]]],
+    universal = gcg.search_suffix(params, config, tokenizer,
+                                  [problem(c)[1] for c in train_cities[:z["gcg_universal_prompts"]]],
                         steps=z["gcg_universal_steps"], **search)
     on_targets = [attacked(problem(c)[0], universal.text) for c in targets]
     base = (run.state["params"], run.state["config"], run.state["tokenizer"])
     normal = [gcg.message_nll(*base, c.conversation[-1]["content"]) for c in sets.ordinary
               if c.conversation[-1]["role"] == "user"]
     threshold = gcg.perplexity_threshold(normal[::2])  # calibrate on half the ordinary messages, test on the rest
-    suffixed = [turns[-1]["content"] for _, turns, _ in per_prompt] + [turns[-1]["content"] for turns, _ in on_targets]
-    attacked_scores = [gcg.message_nll(*base, text) for text in suffixed]
-    blocked = gcg.flagged(attacked_scores, threshold)
-    leaks = [leak for *_, leak in per_prompt] + [leak for _, leak in on_targets]
-    roleplay = gcg.flagged([gcg.message_nll(*base, c.conversation[-1]["content"]) for c in sets.jailbreak], threshold)
+
+    def blocked(turn_lists):
+        return gcg.flagged([gcg.message_nll(*base, turns[-1]["content"]) for turns in turn_lists], threshold)
+
+    per_prompt_blocked = blocked([turns for _, turns, _ in per_prompt])
+    universal_blocked = blocked([turns for turns, _ in on_targets])
+    roleplay = blocked([c.conversation for c in sets.jailbreak])
+
+    def passed_and_leaked(leaks, flags):
+        return Rate(int(sum(leak and not flag for leak, flag in zip(leaks, flags))), len(leaks))
+
+    per_prompt_leaks, universal_leaks = [leak for *_, leak in per_prompt], [leak for _, leak in on_targets]
     return {"per_prompt": per_prompt, "per_prompt_s": per_prompt_s, "universal": universal, "on_targets": on_targets,
-            "threshold": threshold, "false_positive": Rate(int(gcg.flagged(normal[1::2], threshold).sum()),
-                                                            len(normal[1::2])),
-            "detected": Rate(int(blocked.sum()), len(blocked)),
-            "passed_and_leaked": Rate(int(sum(leak and not b for leak, b in zip(leaks, blocked))), len(leaks)),
+            "threshold": threshold,
+            "false_positive": Rate(int(gcg.flagged(normal[1::2], threshold).sum()), len(normal[1::2])),
+            "detected": Rate(int(per_prompt_blocked.sum() + universal_blocked.sum()),
+                             len(per_prompt_blocked) + len(universal_blocked)),
+            "leaked": Rate(sum(per_prompt_leaks), len(per_prompt_leaks)),
+            "leaked_defended": passed_and_leaked(per_prompt_leaks, per_prompt_blocked),
+            "universal_leaked": Rate(sum(universal_leaks), len(universal_leaks)),
+            "universal_leaked_defended": passed_and_leaked(universal_leaks, universal_blocked),
             "roleplay_flagged": Rate(int(roleplay.sum()), len(roleplay))}
 
 
@@ -151,16 +170,15 @@ def _value(rate) -> float:
 def _figures(rates: dict, sweep: dict, detection, suffixes: dict) -> dict:
     g, jb, inj, clean = rates["guard"], rates["jailbreak_defence"], rates["injection_defence"], rates["backdoor_clean"]
     k_max = max(sweep)
-    per_prompt = Rate(sum(leak for *_, leak in suffixes["per_prompt"]), len(suffixes["per_prompt"]))
-    universal = Rate(sum(leak for _, leak in suffixes["on_targets"]), len(suffixes["on_targets"]))
     return {
         "asr_jailbreak": _value(g["jailbreak"]), "asr_jailbreak_defended": _value(jb["jailbreak"]),
         "asr_injection": _value(g["injection_pasted"]), "asr_injection_defended": _value(inj["injection_searched"]),
         "asr_injection_structure": _value(g["injection_searched"]),
         "asr_injection_training": _value(inj["injection_pasted"]),
         "asr_backdoor": _value(sweep[k_max]["trigger"]), "asr_backdoor_defended": _value(clean["trigger"]),
-        "asr_gcg": _value(per_prompt), "asr_gcg_defended": _value(suffixes["passed_and_leaked"]),
-        "asr_gcg_universal": _value(universal),
+        "asr_gcg": _value(suffixes["leaked"]), "asr_gcg_defended": _value(suffixes["leaked_defended"]),
+        "asr_gcg_universal": _value(suffixes["universal_leaked"]),
+        "asr_gcg_universal_defended": _value(suffixes["universal_leaked_defended"]),
         "gcg_filter_detection_rate": _value(suffixes["detected"]),
         "gcg_filter_false_positive_rate": _value(suffixes["false_positive"]),
         "gcg_filter_roleplay_flagged": _value(suffixes["roleplay_flagged"]),
@@ -230,19 +248,20 @@ def _notes(figures: dict, rates: dict, sweep: dict, suffixes: dict, plots: list)
         d = rates[defence]
         lines.append(f"| {label} | {before} | {d[defended_key]} | {base['accuracy']} | {d['accuracy']} | "
                      f"{base['false_refusal']} | {d['false_refusal']} |")
-    per_prompt = Rate(sum(leak for *_, leak in suffixes["per_prompt"]), len(suffixes["per_prompt"]))
-    lines.append(f"| GCG suffix, per prompt (-> perplexity filter) | {per_prompt} | {suffixes['passed_and_leaked']} | "
+    lines.append(f"| GCG suffix, per prompt (-> perplexity filter) | {suffixes['leaked']} | "
+                 f"{suffixes['leaked_defended']} | "
                  f"{g['accuracy']} | {g['accuracy']} | {g['false_refusal']} | filter blocks "
                  f"{suffixes['false_positive']} |")
     lines += ["", f"- injection, structure alone (searched, undefended): {g['injection_searched']}; training alone "
               f"(pasted, trained): {rates['injection_defence']['injection_pasted']}",
-              f"- universal suffix (from {len(suffixes['universal'].losses) and 'training cities'}) on every "
-              f"target: {Rate(sum(leak for _, leak in suffixes['on_targets']), len(suffixes['on_targets']))}; "
-              f"the filter flags {suffixes['detected']} of suffixed prompts and {suffixes['roleplay_flagged']} of "
-              "role-play prompts",
+              f"- a universal suffix (optimised on training cities) on every target: {suffixes['universal_leaked']}; "
+              f"past the filter: {suffixes['universal_leaked_defended']}",
+              f"- the filter flags {suffixes['detected']} of suffixed prompts, {suffixes['false_positive']} of "
+              f"held-out ordinary ones and {suffixes['roleplay_flagged']} of role-play prompts",
               f"- backdoor detector on the k = {k_max} data: precision {figures['backdoor_detector_precision']}, "
               f"recall {figures['backdoor_detector_recall']}",
-              "", "| k | ASR with trigger | unseen trigger | leak without | ordinary accuracy |", "|---|---|---|---|---|"]
+              "", "| k | ASR with trigger | unseen trigger | leak without | ordinary accuracy |",
+              "|---|---|---|---|---|"]
     lines += [f"| {k} | {r['trigger']} | {r['unseen_trigger']} | {r['direct_leak']} | {r['accuracy']} |"
               for k, r in sorted(sweep.items())]
     lines += ["", *(f"![{name}]({name})" for name in plots), "", "GCG suffixes found:", ""]
