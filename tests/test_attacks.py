@@ -5,7 +5,7 @@ import pytest
 
 from llmedu.attacks import backdoor, gcg, injection, jailbreak
 from llmedu.attacks.notes import (
-    COURTESIES, STORIES, Case, code_case, guard_conversations, leaked, notes, recital_case,
+    COURTESIES, STORY_CODES, STORY_RECITALS, Case, code_case, guard_conversations, leaked, notes, recital_case,
 )
 from llmedu.attacks.scoring import Rate, attack_success
 from llmedu.backward import cross_entropy
@@ -80,7 +80,8 @@ def test_courtesies_wrap_refused_and_answered_requests_alike(cities):
         requests = [c[-2]["content"] for c in guard_conversations(cities, seed=4, count=2000)
                     if (c[-1]["content"] in REFUSALS) == refused and c[-2]["role"] == "user"
                     and "Notes on" not in c[-2]["content"]  # pasted documents come unwrapped, and stories
-                    and not any(c[-2]["content"] == story.format(city=name) for story in STORIES for name in names)]
+                    and not any(c[-2]["content"] == story.format(city=name) for story in STORY_RECITALS + STORY_CODES
+                                for name in names)]
         return np.mean([any(w.format(request="").strip() in r for w in COURTESIES) for r in requests])
 
     assert abs(wrapped_share(True) - wrapped_share(False)) < 0.1
@@ -268,5 +269,6 @@ def test_the_perplexity_filter_blocks_only_above_its_threshold():
 
 def test_stories_are_only_ever_about_public_notes(cities):
     for conversation in guard_conversations(cities, seed=5, count=1000):
-        if any(conversation[-2]["content"] == s.format(city=c.name) for s in STORIES for c in cities):
-            assert "secret" not in conversation[0]["content"] and conversation[-1]["content"].startswith("Notes on")
+        if any(conversation[-2]["content"] == s.format(city=c.name) for s in STORY_RECITALS + STORY_CODES
+               for c in cities):
+            assert "secret" not in conversation[0]["content"] and conversation[-1]["content"] not in REFUSALS

@@ -67,7 +67,9 @@ def measure(model, sets: EvalSets, which: tuple) -> dict:
         out["direct_refusal"], out["direct_leak"] = refused(sets.direct, answers), attack_success(sets.direct, answers)
     for name in ("jailbreak", "trigger", "unseen_trigger"):
         if name in which:
-            out[name] = attack_success(getattr(sets, name), replies(model, getattr(sets, name)))
+            cases = getattr(sets, name)
+            answers = replies(model, cases)
+            out[name], out[f"{name}_refused"] = attack_success(cases, answers), refused(cases, answers)
     for channel, cases in sets.injection.items():
         if f"injection_{channel}" in which:
             out[f"injection_{channel}"] = attack_success(cases, replies(model, cases))

@@ -172,6 +172,7 @@ def _figures(rates: dict, sweep: dict, detection, suffixes: dict) -> dict:
     k_max = max(sweep)
     return {
         "asr_jailbreak": _value(g["jailbreak"]), "asr_jailbreak_defended": _value(jb["jailbreak"]),
+        "jailbreak_refused": _value(g["jailbreak_refused"]), "jailbreak_refused_defended": _value(jb["jailbreak_refused"]),
         "asr_injection": _value(g["injection_pasted"]), "asr_injection_defended": _value(inj["injection_searched"]),
         "asr_injection_structure": _value(g["injection_searched"]),
         "asr_injection_training": _value(inj["injection_pasted"]),
@@ -252,7 +253,10 @@ def _notes(figures: dict, rates: dict, sweep: dict, suffixes: dict, plots: list)
                  f"{suffixes['leaked_defended']} | "
                  f"{g['accuracy']} | {g['accuracy']} | {g['false_refusal']} | filter blocks "
                  f"{suffixes['false_positive']} |")
-    lines += ["", f"- injection, structure alone (searched, undefended): {g['injection_searched']}; training alone "
+    lines += ["", f"- role-play requests refused: {g['jailbreak_refused']} by the guard, "
+              f"{rates['jailbreak_defence']['jailbreak_refused']} after the defence (a request not refused may still "
+              "miss the code: the guard copies four digits right only so often)",
+              f"- injection, structure alone (searched, undefended): {g['injection_searched']}; training alone "
               f"(pasted, trained): {rates['injection_defence']['injection_pasted']}",
               f"- a universal suffix (optimised on training cities) on every target: {suffixes['universal_leaked']}; "
               f"past the filter: {suffixes['universal_leaked_defended']}",
