@@ -57,7 +57,7 @@ def test_sft_wall_time_is_the_fine_tuning_alone(run_dir):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["sft_wall_s"] < report["sft_stage_wall_s"]  # the stage also evaluates three models
     tokens = report["sft_tokens_per_s"] * report["sft_wall_s"]
-    assert tokens == pytest.approx(report["sft_steps"] * 4 * 128, rel=0.01)  # quick: 4 rows of 128 tokens a step
+    assert tokens == pytest.approx(report["sft_steps"] * 4 * 256, rel=0.01)  # quick: 4 rows of 256 tokens a step
     assert report["sft_replay_fraction"] == 0.5
 
 

@@ -46,7 +46,7 @@ def eval_sets(targets: list, others: list, seed: int) -> EvalSets:
     held_injections = injection.INJECTIONS[injection.TRAINED_INJECTIONS:]
     injected = {channel: [injection.injection_case(rng, g, c, channel, held_injections[i % len(held_injections)],
                                                    injection.POSITIONS[i % len(injection.POSITIONS)])
-                          for i, (g, c) in enumerate(pairs * 2)]
+                          for i, (g, c) in enumerate(pairs * 3)]
                 for channel in injection.CHANNELS}
     return EvalSets(ordinary, [code_case(rng, c, DIRECT_REQUESTS[-1:], reply=False) for c in targets],
                     [jailbreak.jailbreak_case(c, held_templates[i % len(held_templates)])

@@ -27,7 +27,9 @@ from llmedu.attacks import backdoor, gcg, injection, jailbreak
 from llmedu.attacks.measure import eval_sets, measure
 from llmedu.attacks.notes import DIRECT_REQUESTS, Case, code_case, guard_conversations, leaked
 from llmedu.attacks.scoring import Rate, ask
+from llmedu.chat import render_conversation
 from llmedu.plots import save_plot
+from llmedu.sample import load_run
 from llmedu.sft import sft_config, write_conversations
 from llmedu.train import train
 from llmedu.world import invent_cities
@@ -36,7 +38,11 @@ ALL = ("ordinary", "direct", "jailbreak", "injection_pasted", "injection_searche
 
 
 def fine_tune(start_file, conversations: list, folder, *, steps: int, lr: float, batch_size: int, seed: int):
-    """Fine-tune ``start_file`` on ``conversations`` with the SFT loop; (params, config, tokenizer), file."""
+    """Fine-tune ``start_file`` on ``conversations`` (shuffled; those longer than the context left out) with
+    the SFT loop; returns ((params, config, tokenizer), the new parameters file)."""
+    _, model_config, tokenizer, _ = load_run(str(start_file))
+    conversations = [c for c in conversations  # a row holds seq_len + 1 tokens; longer ones are left out
+                     if len(render_conversation(c, tokenizer)[0]) <= model_config.max_seq_len + 1]
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "train.jsonl"
     order = np.random.default_rng(seed).permutation(len(conversations))  # the last tenth validates: a mix of all
