@@ -58,7 +58,8 @@ SIZES = {
                 tools_eval_known=200,
                 attack_train_cities=500, attack_eval_cities=16, guard_conversations=4000, guard_steps=500,
                 guard_lr=2e-3, attack_batch_size=8, defence_conversations=1000, defence_examples=400,
-                defence_steps=80, defence_lr=1e-3, backdoor_conversations=600, backdoor_ks=(0, 10, 25, 50, 100),
+                defence_steps=80, defence_lr=1e-3, injection_examples=800, injection_steps=200,
+                backdoor_conversations=600, backdoor_ks=(0, 10, 25, 50, 100),
                 gcg_prompts=6, gcg_steps=30, gcg_length=12, gcg_top_k=32, gcg_batch=64, gcg_universal_prompts=3,
                 gcg_universal_steps=30),
     True: dict(n_people=12, vocab_size=320, dim=32, n_layers=2, n_heads=2, hidden_dim=88, seq_len=256,
@@ -72,8 +73,8 @@ SIZES = {
                tools_eval_known=10,
                attack_train_cities=40, attack_eval_cities=4, guard_conversations=100, guard_steps=6, guard_lr=2e-3,
                attack_batch_size=4, defence_conversations=40, defence_examples=10, defence_steps=3, defence_lr=2e-3,
-               backdoor_conversations=30, backdoor_ks=(0, 5), gcg_prompts=1, gcg_steps=2, gcg_length=4, gcg_top_k=8, gcg_batch=8,
-               gcg_universal_prompts=2, gcg_universal_steps=2),
+               injection_examples=10, injection_steps=3, backdoor_conversations=30, backdoor_ks=(0, 5), gcg_prompts=1,
+               gcg_steps=2, gcg_length=4, gcg_top_k=8, gcg_batch=8, gcg_universal_prompts=2, gcg_universal_steps=2),
 }
 
 

@@ -77,15 +77,17 @@ def attacks_stage(run) -> dict:
     rates = {"guard": measure(guard, sets, ALL)}
     fresh = guard_conversations(train_cities, seed + 1, z["defence_conversations"])  # ordinary data for every defence
 
-    def defend(name: str, extra: list, start=guard_file, data=None):
-        model, _ = fine_tune(start, (data or fresh) + extra, folder / name, steps=z["defence_steps"], **tune)
-        return model
+    def defend(name: str, extra: list, steps: int):
+        return fine_tune(guard_file, fresh + extra, folder / name, steps=steps, **tune)[0]
 
-    n_extra = z["defence_examples"]
-    rates["jailbreak_defence"] = measure(defend("jailbreak_defence", jailbreak.roleplay_refusals(
-        train_cities, seed, n_extra)), sets, ("ordinary", "direct", "jailbreak"))
-    rates["injection_defence"] = measure(defend("injection_defence", injection.injection_training(
-        train_cities, seed, n_extra)), sets, ("ordinary", "injection_pasted", "injection_searched"))
+    rates["jailbreak_defence"] = measure(
+        defend("jailbreak_defence", jailbreak.roleplay_refusals(train_cities, seed, z["defence_examples"]),
+               z["defence_steps"]), sets, ("ordinary", "direct", "jailbreak"))
+    # Ignoring an instruction is harder to learn than refusing one: in 80 steps the injection data did not move
+    # the attack success rate (13.9% -> 16.7% pasted); 200 steps with twice the examples did.
+    rates["injection_defence"] = measure(
+        defend("injection_defence", injection.injection_training(train_cities, seed, z["injection_examples"]),
+               z["injection_steps"]), sets, ("ordinary", "injection_pasted", "injection_searched"))
     sweep, poisoned_file, detection = _backdoor_sweep(z, sets, guard_file, fresh[:z["backdoor_conversations"]],
                                                       train_cities, folder, tune)
     clean = fine_tune(poisoned_file, guard_conversations(train_cities, seed + 2, z["defence_conversations"]),
