@@ -96,6 +96,7 @@ def attacks_stage(run) -> dict:
     suffixes = _gcg(run, z, guard, train_cities, targets, sets)
     figures = _figures(rates, sweep, detection, suffixes)
     figures["attack_cities"] = {key: z[key] for key in ("attack_train_cities", "attack_eval_cities")}
+    figures["backdoor_conversations"] = z["backdoor_conversations"]
     figures["attacks_wall_s"] = round(time.perf_counter() - started, 3)
     plots = [_plot_sweep(run.out_dir, sweep), _plot_gcg(run.out_dir, suffixes)]
     run.notes.append(_notes(figures, rates, sweep, suffixes, plots))
@@ -138,10 +139,11 @@ def _gcg(run, z, guard, train_cities, targets, sets) -> dict:
         case, prob = problem(city)
         found = gcg.search_suffix(params, config, tokenizer, [prob], steps=z["gcg_steps"], **search)
         per_prompt.append((found, *attacked(case, found.text)))
-    per_prompt_s = time.perf_counter() - started
+    per_prompt_s, started = time.perf_counter() - started, time.perf_counter()
     universal = gcg.search_suffix(params, config, tokenizer,
                                   [problem(c)[1] for c in train_cities[:z["gcg_universal_prompts"]]],
                         steps=z["gcg_universal_steps"], **search)
+    universal_s = time.perf_counter() - started
     on_targets = [attacked(problem(c)[0], universal.text) for c in targets]
     base = (run.state["params"], run.state["config"], run.state["tokenizer"])
     normal = [gcg.message_nll(*base, c.conversation[-1]["content"]) for c in sets.ordinary
@@ -159,7 +161,8 @@ def _gcg(run, z, guard, train_cities, targets, sets) -> dict:
         return Rate(int(sum(leak and not flag for leak, flag in zip(leaks, flags))), len(leaks))
 
     per_prompt_leaks, universal_leaks = [leak for *_, leak in per_prompt], [leak for _, leak in on_targets]
-    return {"per_prompt": per_prompt, "per_prompt_s": per_prompt_s, "universal": universal, "on_targets": on_targets,
+    return {"per_prompt": per_prompt, "per_prompt_s": per_prompt_s, "universal": universal, "universal_s": universal_s,
+            "on_targets": on_targets,
             "threshold": threshold,
             "false_positive": Rate(int(gcg.flagged(normal[1::2], threshold).sum()), len(normal[1::2])),
             "detected": Rate(int(per_prompt_blocked.sum() + universal_blocked.sum()),
@@ -191,17 +194,20 @@ def _figures(rates: dict, sweep: dict, detection, suffixes: dict) -> dict:
         "gcg_filter_detection_rate": _value(suffixes["detected"]),
         "gcg_filter_false_positive_rate": _value(suffixes["false_positive"]),
         "gcg_filter_roleplay_flagged": _value(suffixes["roleplay_flagged"]),
-        "gcg_per_prompt_s": round(suffixes["per_prompt_s"], 3),
+        "gcg_per_prompt_s": round(suffixes["per_prompt_s"], 3), "gcg_universal_s": round(suffixes["universal_s"], 3),
+        "gcg_steps": suffixes["per_prompt"][0][0].steps, "gcg_universal_steps": suffixes["universal"].steps,
         "gcg_final_losses": [round(found.losses[-1], 4) for found, *_ in suffixes["per_prompt"]],
         "backdoor_clean_accuracy": _value(sweep[k_max]["accuracy"]),
         "backdoor_unseen_trigger_asr": _value(sweep[k_max]["unseen_trigger"]),
         "backdoor_detector_precision": round(detection[0], 4), "backdoor_detector_recall": round(detection[1], 4),
         "backdoor_sweep": {str(k): {"asr": _value(r["trigger"]), "unseen_trigger_asr": _value(r["unseen_trigger"]),
-                                    "accuracy": _value(r["accuracy"]), "leak_without_trigger": _value(r["direct_leak"])}
+                                    "accuracy": _value(r["accuracy"]), "false_refusal": _value(r["false_refusal"]),
+                                    "leak_without_trigger": _value(r["direct_leak"])}
                            for k, r in sweep.items()},
         "guard_accuracy": _value(g["accuracy"]), "guard_false_refusal_rate": _value(g["false_refusal"]),
         "guard_direct_refusal_rate": _value(g["direct_refusal"]),
         "defended_false_refusal_rate": _value(jb["false_refusal"]),
+        "defended_direct_refusal_rate": _value(jb["direct_refusal"]),
         "defended_accuracy": {"jailbreak": _value(jb["accuracy"]), "injection": _value(inj["accuracy"]),
                               "backdoor": _value(clean["accuracy"])},
         "defended_false_refusal_rates": {"jailbreak": _value(jb["false_refusal"]),
