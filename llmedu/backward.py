@@ -254,13 +254,20 @@ def _check_loss_fn_result(result, shape, dtype):
     return float(loss), np.ascontiguousarray(dlogits.reshape(shape[0] * shape[1], -1), dtype=dtype)
 
 
-def grads_from_logits_reference(params, config, tokens, loss_fn):
-    """The readable version of ``grads_from_logits``."""
+def _loss_fn_forward(params, config, tokens, loss_fn, forward):
+    """Checked inputs, ``forward``'s logits handed to ``loss_fn``: (params, tokens (B, T), loss, dlogits (B*T, V),
+    cache). Shared by the four entry points that take a loss function."""
     params, tokens, _, _ = _check(params, config, tokens, tokens, None)
-    logits, cache = _forward_with_cache(params, config, tokens)
+    logits, cache = forward(params, config, tokens)
     B, T = tokens.shape
     loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
                                           logits.dtype)
+    return params, tokens, loss, dlogits, cache
+
+
+def grads_from_logits_reference(params, config, tokens, loss_fn):
+    """The readable version of ``grads_from_logits``."""
+    params, tokens, loss, dlogits, cache = _loss_fn_forward(params, config, tokens, loss_fn, _forward_with_cache)
     return loss, _backward(params, config, tokens, dlogits, cache)
 
 
@@ -547,6 +554,10 @@ def _fast_forward(params, config, tokens, keep):
     return logits, {"layers": layers, "x": x, "rstd": rstd, "final": final, "consts": consts}
 
 
+def _kept_fast_forward(params, config, tokens):
+    return _fast_forward(params, config, tokens, keep=True)
+
+
 def _fast_loss(logits, targets, mask):
     """Mean masked cross-entropy; turns logits (B*T, V) into d loss / d logits in place."""
     flat_mask = mask.reshape(-1)
@@ -605,11 +616,7 @@ def grads_from_logits(params, config, tokens, loss_fn):
     shape, and the backward pass is this one. tokens: (B, T) or (T,) ints.
     Returns (loss, grads) like ``loss_and_grads``.
     """
-    params, tokens, _, _ = _check(params, config, tokens, tokens, None)
-    logits, cache = _fast_forward(params, config, tokens, keep=True)
-    B, T = tokens.shape
-    loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
-                                          logits.dtype)
+    params, tokens, loss, dlogits, cache = _loss_fn_forward(params, config, tokens, loss_fn, _kept_fast_forward)
     return loss, _fast_backward(params, config, tokens, dlogits, cache)
 
 
@@ -625,22 +632,14 @@ def input_grads(params, config, tokens, loss_fn):
     tokens: (B, T) or (T,) ints; loss_fn as in ``grads_from_logits``.
     Returns (loss, dx).
     """
-    params, tokens, _, _ = _check(params, config, tokens, tokens, None)
-    logits, cache = _fast_forward(params, config, tokens, keep=True)
-    B, T = tokens.shape
-    loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
-                                          logits.dtype)
+    params, tokens, loss, dlogits, cache = _loss_fn_forward(params, config, tokens, loss_fn, _kept_fast_forward)
     _, dx = _fast_backward_to_inputs(params, config, dlogits, cache)
-    return loss, dx.reshape(B, T, -1)
+    return loss, dx.reshape(*tokens.shape, -1)
 
 
 def input_grads_reference(params, config, tokens, loss_fn):
     """The readable version of ``input_grads``."""
-    params, tokens, _, _ = _check(params, config, tokens, tokens, None)
-    logits, cache = _forward_with_cache(params, config, tokens)
-    B, T = tokens.shape
-    loss, dlogits = _check_loss_fn_result(loss_fn(logits.reshape(B, T, -1)), (B, T, config.vocab_size),
-                                          logits.dtype)
+    params, tokens, loss, dlogits, cache = _loss_fn_forward(params, config, tokens, loss_fn, _forward_with_cache)
     _, dx = _backward_to_inputs(params, config, dlogits, cache)
     return loss, dx
 

@@ -55,16 +55,32 @@ def _same_tensors(a: Path, b: Path) -> bool:
     return tensors_a.keys() == tensors_b.keys() and all(np.array_equal(tensors_a[k], tensors_b[k]) for k in tensors_a)
 
 
+def copy_fine_tuned(run_dir: Path, assets: Path, *, stage: str, what: str, source: str, target: str,
+                    parent: tuple[str, str, str, str]) -> dict:
+    """The first half of shipping a fine-tuned model (lessons 04-07); returns the run's report.
+
+    The run must have ``stage`` (its report holds ``<stage>_wall_s``), and the
+    model it was fine-tuned from must be the one shipped: ``parent`` is (its
+    file in the run, its name in ``assets``, what it is, the module that
+    ships it). Then ``source`` (in the run) is copied to ``assets/target``.
+    """
+    parent_file, parent_name, parent_what, shipper = parent
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    if f"{stage}_wall_s" not in report:
+        raise ValueError(f"{run_dir}/report.json has no {stage} stage: run this version's `llmedu speedrun` first.")
+    if not _same_tensors(run_dir / parent_file, _asset(parent_name, assets)):
+        raise ValueError(f"ship the {parent_what} of {run_dir} first (python -m {shipper} {run_dir}): "
+                         f"the {what} must sit beside the {parent_what} it was fine-tuned from.")
+    copy_params_file(run_dir / source, assets / target)
+    return report
+
+
 def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     """Copy a speedrun's SFT parameters file to ``assets``, measure the copy and write its card; returns the card."""
     run_dir, assets = Path(run_dir), Path(assets)
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    if "sft_wall_s" not in report:
-        raise ValueError(f"{run_dir}/report.json has no sft stage: run this version's `llmedu speedrun` first.")
-    if not _same_tensors(run_dir / "model" / "model.safetensors", _asset(BASE_NAME, assets)):
-        raise ValueError(f"ship the base model of {run_dir} first (python -m llmedu.base_model {run_dir}): "
-                         "the chat model must sit beside the base it was fine-tuned from.")
-    copy_params_file(run_dir / "sft" / "model" / "model.safetensors", assets / MODEL_NAME)
+    report = copy_fine_tuned(run_dir, assets, stage="sft", what="chat model", source="sft/model/model.safetensors",
+                             target=MODEL_NAME,
+                             parent=("model/model.safetensors", BASE_NAME, "base model", "llmedu.base_model"))
     params, config, tokenizer, _ = load_run(str(assets / MODEL_NAME))
     card = {"command": report["command"], "seed": report["seed"],
             "world": {"seed": report["seed"], "n_people": report["world_people"]}, "sft_data_seed": report["seed"],

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from llmedu.attacks.measure import eval_sets, measure
 from llmedu.attacks.stage import split_cities
-from llmedu.base_model import ASSETS, _asset, copy_params_file, load_shipped, read_card, write_card
-from llmedu.chat_model import _same_tensors, _sha256
+from llmedu.base_model import ASSETS, load_shipped, read_card, write_card
+from llmedu.chat_model import _sha256, copy_fine_tuned
 from llmedu.sample import load_run
 from llmedu.tool_model import MODEL_NAME as TOOL_NAME
 from llmedu.world import make_world
@@ -59,13 +59,9 @@ def measure_guard(params, config, tokenizer, card: dict) -> dict:
 def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     """Copy a speedrun's guard to ``assets``, measure the copy and write its card; returns the card."""
     run_dir, assets = Path(run_dir), Path(assets)
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    if "attacks_wall_s" not in report:
-        raise ValueError(f"{run_dir}/report.json has no attacks stage: run this version's `llmedu speedrun` first.")
-    if not _same_tensors(run_dir / "tools" / "model" / "model.safetensors", _asset(TOOL_NAME, assets)):
-        raise ValueError(f"ship the tool model of {run_dir} first (python -m llmedu.tool_model {run_dir}): "
-                         "the guard must sit beside the tool model it was fine-tuned from.")
-    copy_params_file(run_dir / "attacks" / "guard" / "model" / "model.safetensors", assets / MODEL_NAME)
+    report = copy_fine_tuned(run_dir, assets, stage="attacks", what="guard",
+                             source="attacks/guard/model/model.safetensors", target=MODEL_NAME,
+                             parent=("tools/model/model.safetensors", TOOL_NAME, "tool model", "llmedu.tool_model"))
     params, config, tokenizer, _ = load_run(str(assets / MODEL_NAME))
     card = {"command": report["command"], "seed": report["seed"],
             "world": {"seed": report["seed"], "n_people": report["world_people"]},

@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from llmedu.base_model import ASSETS, _asset, copy_params_file, load_shipped, read_card, write_card
-from llmedu.chat_model import MODEL_NAME as CHAT_NAME, _same_tensors, _sha256
+from llmedu.base_model import ASSETS, load_shipped, read_card, write_card
+from llmedu.chat_model import MODEL_NAME as CHAT_NAME, _sha256, copy_fine_tuned
 from llmedu.sample import load_run
 from llmedu.tool_data import make_tool_data
 from llmedu.tool_eval import evaluate_tools, tool_summary
@@ -53,13 +53,9 @@ def eval_questions(card: dict, tokenizer):
 def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     """Copy a speedrun's tool model to ``assets``, measure the copy and write its card; returns the card."""
     run_dir, assets = Path(run_dir), Path(assets)
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    if "tools_wall_s" not in report:
-        raise ValueError(f"{run_dir}/report.json has no tools stage: run this version's `llmedu speedrun` first.")
-    if not _same_tensors(run_dir / "sft" / "model" / "model.safetensors", _asset(CHAT_NAME, assets)):
-        raise ValueError(f"ship the chat model of {run_dir} first (python -m llmedu.chat_model {run_dir}): "
-                         "the tool model must sit beside the chat model it was fine-tuned from.")
-    copy_params_file(run_dir / "tools" / "model" / "model.safetensors", assets / MODEL_NAME)
+    report = copy_fine_tuned(run_dir, assets, stage="tools", what="tool model", source="tools/model/model.safetensors",
+                             target=MODEL_NAME,
+                             parent=("sft/model/model.safetensors", CHAT_NAME, "chat model", "llmedu.chat_model"))
     params, config, tokenizer, _ = load_run(str(assets / MODEL_NAME))
     card = {"command": report["command"], "seed": report["seed"],
             "world": {"seed": report["seed"], "n_people": report["world_people"]}, "tool_data_seed": report["seed"],
