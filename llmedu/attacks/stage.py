@@ -109,7 +109,7 @@ def _backdoor_sweep(z, sets, guard_file, fresh, train_cities, folder, tune):
     detector on each poisoned dataset. Returns (sweep, the largest k's model file, detection at that k)."""
     sweep, detection = {}, None
     fewer = replace(sets, ordinary=sets.ordinary[::3])  # five models to measure: ordinary use on a third
-    for k in z["backdoor_ks"]:
+    for k in sorted(z["backdoor_ks"]):  # the last model trained is the largest k's: the one cleaned after
         data, where = backdoor.poison(fresh, k, train_cities, seed=tune["seed"] + k)
         model, model_file = fine_tune(guard_file, data, folder / f"backdoor_{k}", steps=z["defence_steps"], **tune)
         sweep[k] = measure(model, fewer, ("ordinary", "direct", "trigger", "unseen_trigger"))
@@ -242,10 +242,10 @@ def _plot_gcg(out_dir, suffixes: dict) -> str:
     return save_plot(out_dir, "gcg_loss.png", draw)
 
 
-ROWS = [("role-play jailbreak", "jailbreak", "jailbreak_defence", "jailbreak", "jailbreak"),
+ROWS = [("role-play jailbreak", "jailbreak", "jailbreak_defence", "jailbreak"),
         ("prompt injection (pasted -> searched + trained)", "injection_pasted", "injection_defence",
-         "injection_searched", "injection"),
-        ("backdoor, k = max (-> clean fine-tune)", None, "backdoor_clean", "trigger", "backdoor")]
+         "injection_searched"),
+        ("backdoor, k = max (-> clean fine-tune)", None, "backdoor_clean", "trigger")]
 
 
 def _notes(figures: dict, rates: dict, sweep: dict, suffixes: dict, plots: list) -> str:
@@ -257,7 +257,7 @@ def _notes(figures: dict, rates: dict, sweep: dict, suffixes: dict, plots: list)
              "95% Wilson intervals.\n",
              "| attack | ASR undefended | ASR defended | accuracy before | after | false refusals before | after |",
              "|---|---|---|---|---|---|---|"]
-    for label, attack_key, defence, defended_key, _ in ROWS:
+    for label, attack_key, defence, defended_key in ROWS:
         before = sweep[k_max]["trigger"] if attack_key is None else g[attack_key]
         base = sweep[k_max] if attack_key is None else g
         d = rates[defence]
