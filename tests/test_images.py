@@ -150,3 +150,45 @@ def test_quick_run_captions_held_out_images_above_chance(quick_run):
     for name, score in captions["accuracy"].items():
         baseline = captions["baselines"][name]
         assert score["wilson_95"][0] > max(baseline["chance"], baseline["majority_accuracy"]), name
+
+
+# train(corpus=...): the training loop's hook for ready-made rows ----------------------------------------
+
+def _tiny_corpus(seed):
+    pictures = im.make_images(40, seed)
+    tokens = np.arange(40 * 16).reshape(40, 16) % 4
+    texts = pictures.captions()
+    return caption_corpus((tokens[:32], texts[:32]), (tokens[32:], texts[32:]), ImageVocab(4))
+
+
+def _tiny_config(out, corpus):
+    from llmedu.image_captions import caption_config
+
+    return caption_config(out, corpus, steps=6, seed=0, description="40 tiny rows", dim=16, n_layers=1, batch_size=4)
+
+
+def test_train_on_a_given_corpus_saves_its_vocabulary_and_resumes_from_it(tmp_path):
+    from llmedu.checkpoint import load_params
+    from llmedu.train import train
+
+    corpus = _tiny_corpus(0)
+    config = _tiny_config(tmp_path / "run", corpus)
+    done = train(config, corpus=corpus, progress=False)
+    _, _, metadata = load_params(tmp_path / "run" / "model.safetensors")
+    assert metadata["tokenizer"] == corpus.tokenizer.to_text() and done.model_config.vocab_size == len(corpus.tokenizer)
+    again = train(config, corpus=corpus, progress=False, resume=True)  # finished: loads the state, trains nothing
+    assert again.step == 6 and all(np.array_equal(again.params[n], done.params[n]) for n in done.params)
+    with pytest.raises(ValueError, match="differs from what the run started with"):
+        train(config, corpus=_tiny_corpus(1), progress=False, resume=True)
+
+
+def test_train_refuses_a_given_corpus_with_a_task_that_reads_its_own_data(tmp_path):
+    from dataclasses import replace
+
+    from llmedu.train import train
+
+    corpus = _tiny_corpus(0)
+    config = replace(_tiny_config(tmp_path / "run", corpus), task="sft", init_from="base.safetensors")
+    with pytest.raises(ValueError, match="a given corpus brings its own tokenizer and data"):
+        train(config, corpus=corpus, progress=False)
+    assert not (tmp_path / "run").exists()
