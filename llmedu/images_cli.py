@@ -11,7 +11,8 @@ course's training loop, and captions the held-out images greedily. Writes
 ``DIR/images.json`` (accuracy per attribute and for the whole caption with
 Wilson intervals and baselines, MSE against k, the settings) and
 ``DIR/images.png`` (held-out images, their reconstructions from tokens, and
-the model's captions); the training run itself goes to ``DIR/run/``.
+the model's captions); the training run itself goes to ``DIR/run/``, replaced
+at every run.
 """
 
 from __future__ import annotations
@@ -142,7 +143,10 @@ def run_command(args) -> int:
     except OSError as err:
         print(f"llmedu images: cannot write to {out}: {err.strerror}", file=sys.stderr)
         return 2
-    command = "llmedu images" + (" --quick" if args.quick else "") + f" --seed {args.seed}"
+    from llmedu.threads import ENV
+
+    pinned = f"{ENV}={os.environ[ENV]} " if os.environ.get(ENV) else ""  # the thread count changes the last digits
+    command = pinned + "llmedu images" + (" --quick" if args.quick else "") + f" --seed {args.seed}"
     results, (images, rebuilt) = run_images(out, quick=args.quick, seed=args.seed, progress=not args.no_progress,
                                             command=command)
     _atomic(out / "images.json", lambda f: f.write(json.dumps(results, indent=1) + "\n"))
