@@ -104,7 +104,8 @@ def build_tokenizer(kind: str, text: str, vocab_size: int | None = None):
 
 
 def tokenizer_to_text(tokenizer) -> str:
-    """The saved form of a CharTokenizer or BPETokenizer, as one string (to embed in a checkpoint)."""
+    """The saved form of a CharTokenizer, a BPETokenizer or any tokenizer with ``to_text()``, as one string
+    (to embed in a checkpoint)."""
     if isinstance(tokenizer, CharTokenizer):
         return tokenizer.to_text()
     if isinstance(tokenizer, BPETokenizer):
@@ -113,7 +114,10 @@ def tokenizer_to_text(tokenizer) -> str:
             tokenizer.save(path)
             with open(path, encoding="utf-8") as f:
                 return f.read()
-    raise TypeError(f"expected a CharTokenizer or BPETokenizer, got {type(tokenizer).__name__}.")
+    if callable(getattr(tokenizer, "to_text", None)):  # another vocabulary that saves itself (lesson 08's images)
+        return tokenizer.to_text()
+    raise TypeError(f"expected a CharTokenizer, a BPETokenizer or a tokenizer with to_text(), got "
+                    f"{type(tokenizer).__name__}.")
 
 
 def tokenizer_from_text(text: str, source: str = "the stored tokenizer"):

@@ -209,6 +209,7 @@ class _Run:
     rng: np.random.Generator  # the training batches, and nothing else
     step: int
     saved_step: int | None = None
+    given_corpus: bool = False  # train(corpus=...): config.data only describes the data, it is no file
 
 
 class NextToken:
@@ -250,8 +251,12 @@ def _given_tokenizer_problem(config: TrainConfig, resume: bool, tokenizer) -> st
     return None
 
 
-def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
-    """A fresh run (with ``tokenizer`` if given), or the one saved in ``config.out`` when ``resume``."""
+def _start(config: TrainConfig, resume: bool, tokenizer=None, corpus=None) -> _Run:
+    """A fresh run (with ``tokenizer`` or ``corpus`` if given), or the one saved in ``config.out`` when ``resume``."""
+    given = corpus is not None
+    if given and (tokenizer is not None or config.task != "pretrain" or config.init_from):
+        raise ValueError("a given corpus brings its own tokenizer and data: use it with task 'pretrain', "
+                         "no init_from and no tokenizer argument.")
     if tokenizer is not None and config.init_from:
         raise ValueError("init_from brings the tokenizer stored with its parameters; pass tokenizer=None.")
     if tokenizer is not None and (problem := _given_tokenizer_problem(config, resume, tokenizer)):
@@ -264,19 +269,20 @@ def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
             params, model_config, tokenizer = _load_start(config)
             corpus = _load_data(config, tokenizer)
         else:
-            corpus = _load_data(config, tokenizer)
+            corpus = corpus if given else _load_data(config, tokenizer)
             model_config = config.model_config(len(corpus.tokenizer))
             params = init_params(model_config, seed=config.seed)
         optimizer = AdamW(params, config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
         return _Run(config, corpus, _objective(config, corpus), model_config, params, optimizer,
-                    np.random.default_rng([config.seed, BATCH_STREAM]), 0)
+                    np.random.default_rng([config.seed, BATCH_STREAM]), 0, given_corpus=given)
     state = files.load_state(config.out)
     differences = config_differences(state.train_config, asdict(config))
     if differences:
         raise ValueError(f"cannot resume {config.out}: the config differs from the checkpoint's (old vs new):\n  "
                          + "\n  ".join(differences))
-    tokenizer = tokenizer_from_text(state.tokenizer_text, f"the tokenizer stored in {config.out}")
-    corpus = _load_data(config, tokenizer)
+    if not given:
+        tokenizer = tokenizer_from_text(state.tokenizer_text, f"the tokenizer stored in {config.out}")
+        corpus = _load_data(config, tokenizer)
     if corpus.sha256 != state.data_sha256:
         raise ValueError(f"cannot resume {config.out}: the data in {config.data} (or its replay text) differs from "
                          f"what the run started with (sha256 {state.data_sha256[:12]}... vs {corpus.sha256[:12]}...).")
@@ -285,7 +291,7 @@ def _start(config: TrainConfig, resume: bool, tokenizer=None) -> _Run:
     rng = np.random.default_rng()
     rng.bit_generator.state = state.rng_state
     return _Run(config, corpus, _objective(config, corpus), state.model_config, state.params, optimizer, rng,
-                state.step, state.step)
+                state.step, state.step, given)
 
 
 def _load_data(config: TrainConfig, tokenizer=None):
@@ -348,7 +354,8 @@ def _load_start(config: TrainConfig) -> tuple[dict, ModelConfig, object]:
 def _save(run: _Run) -> None:
     files.save_state(run.config.out, files.TrainState(
         run.step, run.params, run.optimizer.state_dict(), run.rng.bit_generator.state,
-        {**asdict(run.config), "data": os.path.abspath(run.config.data),  # resumable from any folder
+        {**asdict(run.config),  # a data file's full path: resumable from any folder
+         "data": run.config.data if run.given_corpus else os.path.abspath(run.config.data),
          "init_from": run.config.init_from and os.path.abspath(run.config.init_from),
          "replay_data": run.config.replay_data and os.path.abspath(run.config.replay_data)},
         run.model_config, tokenizer_to_text(run.corpus.tokenizer), run.corpus.sha256))
@@ -434,7 +441,7 @@ class _SigintStop:
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
-          start_time: float | None = None, on_eval=None, tokenizer=None) -> TrainResult:
+          start_time: float | None = None, on_eval=None, tokenizer=None, corpus=None) -> TrainResult:
     """Train (or, with ``resume``, continue) the run described by ``config``; see the module docstring.
 
     Writes ``config.out``/{model.safetensors, train_state.safetensors,
@@ -449,9 +456,15 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     ``tokenizer``: a ready tokenizer of the kind ``config.tokenizer`` names
     (and of ``config.vocab_size`` ids) to use instead of building one from
     the text; fresh runs only.
+    ``corpus``: ready data to train on instead of reading ``config.data``
+    (which then only describes it): anything with ``.tokenizer`` (one
+    ``data.tokenizer_to_text`` can save), ``.sha256`` and
+    ``.batch(split, batch_size, seq_len, rng) -> (x, y, mask)``, e.g. lesson
+    08's image-and-caption rows (:mod:`llmedu.image_captions`); task
+    "pretrain" only, and the same corpus again to resume.
     """
     start = time.perf_counter() if start_time is None else start_time
-    run = _start(config, resume, tokenizer)  # first: a run that cannot start leaves no folder behind
+    run = _start(config, resume, tokenizer, corpus)  # first: a run that cannot start leaves no folder behind
     os.makedirs(config.out, exist_ok=True)
     files.remove_stale_temporaries(config.out)
     say = tqdm.write if progress else print
