@@ -43,7 +43,7 @@ def _mistakes(low, range_, cum, freq, total):
         return low, range_
 
     r = range_ // total
-    return [
+    mistakes = [
         (renormalise(low + r * (cum + 1), r * freq), "low moved past the symbol's slice: its slice starts at cum, so "
                                                      "low += r * cum (cum counts the frequencies *before* it)"),
         (renormalise(low + r * (cum - 1), r * freq) if cum else None, "low stops short of the symbol's slice: "
@@ -59,6 +59,10 @@ def _mistakes(low, range_, cum, freq, total):
                                                            "one `if`: an unlikely symbol needs several shifts"),
         ((low + r * cum, renormalise(0, r * freq)[1]), "shift low together with range_: both are in the same units"),
     ]
+    right = renormalise(low + r * cum, r * freq)
+    mistakes.append(((right[0] & (2**64 - 1), right[1]), "keep every bit of low: it is a Python int, the whole code "
+                                                       "so far, and is never cut to 64 bits here"))
+    return mistakes
 
 
 def _check_one(learner, args: tuple, shown: tuple | None = None) -> tuple[int, int]:
