@@ -62,7 +62,7 @@ from .generate import KVCache
 from .model import ModelConfig
 from .range_coder import RangeDecoder, RangeEncoder, TruncatedStream
 
-__all__ = ["FORMAT", "MAGIC", "VERSION", "TOTAL", "CompressError", "Header", "bytes_to_ids", "ids_to_bytes",
+__all__ = ["FORMAT", "MAGIC", "VERSION", "TOTAL", "CompressError", "WrongModel", "Header", "bytes_to_ids", "ids_to_bytes",
            "frequencies", "compress", "decompress", "read_header", "machine_fingerprint", "load_model",
            "compress_file", "decompress_file"]
 
@@ -76,6 +76,10 @@ _ESCAPED = re.compile("([\udc80-\udcff]+)")  # bytes that are not UTF-8, as surr
 
 class CompressError(ValueError):
     """A compressed file that cannot be decoded: damaged, made with another model, or on another machine."""
+
+
+class WrongModel(CompressError):
+    """The file was compressed with another parameters file than the one given."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class _Predictor:
         if self.cache.pos < self.config.max_seq_len:
             self.logits = kernels.step(self.params, self.config, token, self.cache)
             return
-        keep = np.array(self.history[-(self.config.max_seq_len // 2):], np.int64)
+        keep = np.array(self.history[-max(1, self.config.max_seq_len // 2):], np.int64)  # (W // 2,)
         self.history = list(keep)
         self.cache.pos = 0  # old keys and values are overwritten as the restart fills the cache again
         self.logits = kernels.prefill(self.params, self.config, keep, self.cache)
@@ -230,7 +234,7 @@ def decompress(blob: bytes, params: dict, config: ModelConfig, tokenizer, model_
     """The original bytes of a file made by ``compress`` with the same model; CompressError otherwise."""
     header, stream = read_header(blob)
     if header.model_sha256 != model_sha256:
-        raise CompressError(f"this file was compressed with the model whose parameters file has SHA-256 "
+        raise WrongModel(f"this file was compressed with the model whose parameters file has SHA-256 "
                             f"{header.model_sha256}, but the model given has SHA-256 {model_sha256}: "
                             "decompress it with the same model file (--model).")
     _check_model(params, config, tokenizer)

@@ -55,11 +55,11 @@ def run_compress(args) -> int:
     size = Path(args.input).stat().st_size
     bar = _progress_bar(None, "compress") if size >= _PROGRESS_FROM else None
     try:
-        header = compress.compress_file(args.input, args.output, model, progress=bar.update if bar else None)
+        header = compress.compress_file(args.input, args.output, model, progress=None if bar is None else bar.update)
     except (ValueError, OSError) as err:  # an unreadable input, a model file without tokenizer, ...
         return _fail("compress", str(err))
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     written = Path(args.output).stat().st_size
     rate = f"{8 * written / header.n_bytes:.3f} bits per byte" if header.n_bytes else "empty input"
@@ -80,13 +80,15 @@ def run_decompress(args) -> int:
             header, _ = compress.read_header(f.read())
         bar = _progress_bar(header.n_tokens, "decompress") if header.n_bytes >= _PROGRESS_FROM else None
         try:
-            compress.decompress_file(args.input, args.output, model, progress=bar.update if bar else None)
+            compress.decompress_file(args.input, args.output, model, progress=None if bar is None else bar.update)
         finally:
-            if bar:
+            if bar is not None:
                 bar.close()
-    except compress.CompressError as err:
+    except compress.WrongModel as err:
         hint = "" if args.model else " (no --model was given, so the shipped base model was used)"
         return _fail("decompress", f"{args.input}: {err}{hint}")
+    except compress.CompressError as err:
+        return _fail("decompress", f"{args.input}: {err}")
     except (ValueError, OSError) as err:
         return _fail("decompress", str(err))
     print(f"{args.input} -> {args.output}: {header.n_bytes:,} bytes, SHA-256 verified")

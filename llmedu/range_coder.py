@@ -40,7 +40,8 @@ writes the eight bytes of ``low``: about 9 bytes of overhead per stream.
 
 from __future__ import annotations
 
-__all__ = ["BITS", "MAX_TOTAL", "narrow", "encode_symbol", "as_bytes", "RangeEncoder", "RangeDecoder", "TruncatedStream"]
+__all__ = ["BITS", "MAX_TOTAL", "narrow", "encode_symbol", "as_bytes", "RangeEncoder", "RangeDecoder",
+           "TruncatedStream"]
 
 BITS = 64  # width of low and range
 TOP = 1 << (BITS - 8)  # renormalise when range drops below this: the top byte is settled
