@@ -11,7 +11,9 @@ this module gathers them under one name.
 """
 
 from llmedu.checks.attacks import attack_success_rate, gcg_step, inject, message_nll, poison
+from llmedu.checks.compress import encode_symbol
 from llmedu.checks.framework import EXERCISES, Exercise
+from llmedu.checks.images import nearest_code
 from llmedu.checks.pretraining import (
     adamw_update, cross_entropy, cross_entropy_backward, finite_difference, linear_backward, rmsnorm_backward,
 )
@@ -46,4 +48,6 @@ __all__ = [
     "calculator", "tool_loop", "bm25_scores", "render_with_tools",
     # lesson 07
     "attack_success_rate", "inject", "poison", "gcg_step", "message_nll",
+    # lesson 08
+    "encode_symbol", "nearest_code",
 ]

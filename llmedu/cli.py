@@ -328,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")
     talk.set_defaults(handler=_chat)
 
+    from llmedu.compress_cli import add_parser as add_compress_parser
+    from llmedu.images_cli import add_parser as add_images_parser
+
+    add_compress_parser(commands)
+    add_images_parser(commands)
+
     from llmedu.tools_cli import add_parser as add_tools_parser
 
     add_tools_parser(commands)
