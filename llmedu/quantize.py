@@ -286,7 +286,8 @@ def sample_ids_q8(params: dict, config: model.ModelConfig, prompt_ids, *, max_ne
         raise ValueError("the prompt is empty: give the model at least one token to continue.")
     if len(prompt) + max_new_tokens > config.max_seq_len:
         raise ValueError(f"the int8 path decodes within the context window: {len(prompt)} prompt tokens + "
-                         f"{max_new_tokens} new ones exceed max_seq_len={config.max_seq_len}; ask for fewer tokens.")
+                         f"{max_new_tokens} new ones exceed max_seq_len={config.max_seq_len}; ask for at most "
+                         f"{config.max_seq_len - len(prompt)} new tokens (--max-new-tokens).")
     qparams = params if isinstance(params.get("wq"), Q8) else quantize_params(params, config, group_size)
     rng, cache = np.random.default_rng(seed), KVCache.empty(config)
     for token in prompt:
