@@ -278,7 +278,7 @@ def sample_ids_q8(params: dict, config: model.ModelConfig, prompt_ids, *, max_ne
     The int8 path decodes inside the context window only: prompt plus new
     tokens must fit in max_seq_len (ValueError otherwise, before any work).
     """
-    from llmedu.quantize_kernels import step_q8
+    from llmedu.quantize_kernels import pack, step_q8
 
     check_sampling(temperature, top_k, top_p)
     prompt = [int(i) for i in model.validate_tokens(np.asarray(prompt_ids, dtype=np.int64), config)]
@@ -289,14 +289,15 @@ def sample_ids_q8(params: dict, config: model.ModelConfig, prompt_ids, *, max_ne
                          f"{max_new_tokens} new ones exceed max_seq_len={config.max_seq_len}; ask for at most "
                          f"{config.max_seq_len - len(prompt)} new tokens (--max-new-tokens).")
     qparams = params if isinstance(params.get("wq"), Q8) else quantize_params(params, config, group_size)
+    weights = pack(qparams, config)  # once: the kernels' layout
     rng, cache = np.random.default_rng(seed), KVCache.empty(config)
     for token in prompt:
-        logits = step_q8(qparams, config, token, cache)
+        logits = step_q8(weights, config, token, cache)
     for i in range(max_new_tokens):
         token = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
         yield token
         if i + 1 < max_new_tokens:
-            logits = step_q8(qparams, config, token, cache)
+            logits = step_q8(weights, config, token, cache)
 
 
 def generate_q8(params: dict, config: model.ModelConfig, prompt_ids, *, max_new_tokens: int,

@@ -27,7 +27,7 @@ from llmedu.quantize import MATRICES, Q8, runq_rope_tables
 
 threads.apply()  # the same thread policy as llmedu.kernels
 
-__all__ = ["step_q8", "matvec_q8_fast"]
+__all__ = ["pack", "step_q8", "matvec_q8_fast"]
 
 
 @njit(cache=True)
@@ -49,27 +49,49 @@ def _quantize(x, gs, q, s):
                 q[i] = r if v >= 0 else -r
 
 
+ROWS = 8  # rows per block of a packed matrix
+
+
 @njit(cache=True, fastmath=True)
-def _group_dot(xq, w, start, gs):
-    """sum_k xq[start+k] * w[start+k]: int8 values, exact in float32 whatever the order of the sum."""
-    acc = np.float32(0.0)
+def _group8(xq, block, start, gs):
+    """Dot products of xq with 8 rows over one group; block: (n, 8) int8, the 8 rows side by side.
+
+    Eight accumulators, one per row, so each step is one vector operation
+    across the rows; the sums are exact (integers below 2**24) in any order.
+    """
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
     for k in range(start, start + gs):
-        acc += xq[k] * np.float32(w[k])
-    return acc
+        x, w = xq[k], block[k]
+        a0 += x * np.float32(w[0])
+        a1 += x * np.float32(w[1])
+        a2 += x * np.float32(w[2])
+        a3 += x * np.float32(w[3])
+        a4 += x * np.float32(w[4])
+        a5 += x * np.float32(w[5])
+        a6 += x * np.float32(w[6])
+        a7 += x * np.float32(w[7])
+    return a0, a1, a2, a3, a4, a5, a6, a7
 
 
 @njit(cache=True, parallel=True)
-def _matvec(xq, xs, wq, ws, out, add):
-    """out (+)= W @ x with W = (wq (d, n) int8, ws (d, n // gs)) and x = (xq (n,), xs (n // gs,))."""
-    gs = wq.shape[1] // ws.shape[1]
-    for i in prange(wq.shape[0]):  # the cores split the rows
-        row, val = wq[i], np.float32(0.0)
-        for g in range(ws.shape[1]):  # runq.c's order: group after group, times both scales
-            val += _group_dot(xq, row, g * gs, gs) * ws[i, g] * xs[g]
-        if add:
-            out[i] += val
-        else:
-            out[i] = val
+def _matvec(xq, xs, wp, sp, out, add):
+    """out (+)= W @ x, x = (xq (n,), xs (G,)); W packed by ``pack``: wp (blocks, n, 8) int8, sp (blocks, G, 8).
+
+    No fastmath here: each row sums its groups in runq.c's order.
+    """
+    d, G = out.shape[0], sp.shape[1]
+    gs = wp.shape[1] // G
+    for b in prange(wp.shape[0]):  # the cores split the blocks of 8 rows
+        val = np.zeros(ROWS, np.float32)
+        for g in range(G):
+            dots = _group8(xq, wp[b], g * gs, gs)
+            for r in range(ROWS):
+                val[r] += dots[r] * sp[b, g, r] * xs[g]
+        for r in range(min(ROWS, d - b * ROWS)):  # the last block may be padding
+            if add:
+                out[b * ROWS + r] += val[r]
+            else:
+                out[b * ROWS + r] = val[r]
 
 
 @njit(cache=True)
@@ -122,10 +144,10 @@ def _attention(q, keys, values, pos, n_heads, n_kv_heads, att, out):
 
 @njit(cache=True)
 def _step(token, pos, w, keys, values, cos, sin, n_heads, n_kv_heads, eps):
-    """Logits (vocab,) of token at pos; w: the int8 (q, s) pairs in ``MATRICES`` order, then the norms."""
+    """Logits (vocab,) of token at pos; w: ``pack``'s tuple (embedding, packed matrices, norms)."""
     (eq, es), (wq, sq), (wk, sk), (wv, sv), (wo, so), (w1, s1), (w2, s2), (w3, s3), (oq, os_) = w[:9]
     att_norm, ffn_norm, norm = w[9], w[10], w[11]
-    D, H, gs = eq.shape[1], w1.shape[1], eq.shape[1] // es.shape[1]
+    D, H, gs = eq.shape[1], w2.shape[2], eq.shape[1] // es.shape[1]
     x = np.empty(D, np.float32)
     for i in range(D):  # the embedding row, dequantised
         x[i] = np.float32(eq[token, i]) * es[token, i // gs]
@@ -134,7 +156,7 @@ def _step(token, pos, w, keys, values, cos, sin, n_heads, n_kv_heads, eps):
     hb, hb2 = np.empty(H, np.float32), np.empty(H, np.float32)
     hq, hs = np.empty(H, np.float32), np.empty(H // gs, np.float32)
     att = np.empty((n_heads, keys.shape[1]), np.float32)
-    for layer in range(wq.shape[0]):
+    for layer in range(att_norm.shape[0]):
         k, v = keys[layer, pos], values[layer, pos]  # written straight into the cache
         _rmsnorm(x, att_norm[layer], eps, xb)
         _quantize(xb, gs, xq, xs)
@@ -156,7 +178,7 @@ def _step(token, pos, w, keys, values, cos, sin, n_heads, n_kv_heads, eps):
         _matvec(hq, hs, w2[layer], s2[layer], x, True)
     _rmsnorm(x, norm, eps, x)
     _quantize(x, gs, xq, xs)
-    logits = np.empty(oq.shape[0], np.float32)
+    logits = np.empty(eq.shape[0], np.float32)  # vocab_size rows, as the embedding
     _matvec(xq, xs, oq, os_, logits, False)
     return logits
 
@@ -168,8 +190,26 @@ def _tables(head_dim: int, max_seq_len: int, theta: float):
     return runq_rope_tables(head_dim, max_seq_len, theta)
 
 
-def _weights(qparams: dict, config: model.ModelConfig) -> tuple:
-    """The int8 weights in kernel order, after checking their shapes against the config."""
+def _pack_matrix(t: Q8) -> tuple[np.ndarray, np.ndarray]:
+    """(..., d, n) int8 and (..., d, G) scales -> (..., ceil(d/8), n, 8) and (..., ceil(d/8), G, 8), zero-padded.
+
+    Eight rows side by side, so that the kernel reads one contiguous stream
+    and works across rows (see _group8).
+    """
+    *lead, d, n = t.q.shape
+    blocks = -(-d // ROWS)
+    pad = [(0, 0)] * len(lead) + [(0, blocks * ROWS - d), (0, 0)]
+    q = np.pad(t.q, pad).reshape(*lead, blocks, ROWS, n)
+    s = np.pad(t.s.astype(np.float32), pad).reshape(*lead, blocks, ROWS, -1)
+    return np.ascontiguousarray(np.swapaxes(q, -1, -2)), np.ascontiguousarray(np.swapaxes(s, -1, -2))
+
+
+def pack(qparams: dict, config: model.ModelConfig) -> tuple:
+    """The int8 weights in the kernels' order and layout, after checking them against the config.
+
+    Packing copies the weights once; ``step_q8`` packs a plain dict on every
+    call, so decode many tokens with the packed tuple.
+    """
     shapes = model.param_shapes(config)
     for name in MATRICES:
         t = qparams.get(name)
@@ -179,19 +219,24 @@ def _weights(qparams: dict, config: model.ModelConfig) -> tuple:
                              "make them with llmedu.quantize.quantize_params(params, config).")
     if len({qparams[name].group_size for name in MATRICES}) != 1:
         raise ValueError("every matrix must use the same group size, as runq.c's one GS does.")
-    pairs = tuple((np.ascontiguousarray(qparams[n].q), np.ascontiguousarray(qparams[n].s, np.float32))
-                  for n in MATRICES)
-    return pairs + tuple(np.ascontiguousarray(qparams[n], np.float32) for n in ("attention_norm", "ffn_norm", "norm"))
+    emb = qparams["tok_embeddings"]
+    packed = tuple(_pack_matrix(qparams[name]) for name in MATRICES[1:])
+    norms = tuple(np.ascontiguousarray(qparams[n], np.float32) for n in ("attention_norm", "ffn_norm", "norm"))
+    return ((np.ascontiguousarray(emb.q), np.ascontiguousarray(emb.s, np.float32)),) + packed + norms
 
 
-def step_q8(qparams: dict, config: model.ModelConfig, token: int, cache) -> np.ndarray:
-    """One int8 decoding step: logits (vocab,) of ``token`` at ``cache.pos``; appends to ``cache``."""
+def step_q8(qparams, config: model.ModelConfig, token: int, cache) -> np.ndarray:
+    """One int8 decoding step: logits (vocab,) of ``token`` at ``cache.pos``; appends to ``cache``.
+
+    ``qparams``: ``quantize_params``'s dict, or ``pack(qparams, config)`` (faster: packed once).
+    """
     if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
         raise ValueError(f"token must be one integer id, got {token!r}.")
     token = int(model.validate_tokens(np.array([token]), config)[0])
     cache.check_room(config, 1)
+    weights = pack(qparams, config) if isinstance(qparams, dict) else qparams
     cos, sin = _tables(config.head_dim, config.max_seq_len, config.rope_theta)
-    logits = _step(token, cache.pos, _weights(qparams, config), cache.keys, cache.values, cos, sin,
+    logits = _step(token, cache.pos, weights, cache.keys, cache.values, cos, sin,
                    config.n_heads, config.n_kv_heads, np.float32(config.norm_eps))
     cache.pos += 1
     return logits
@@ -204,5 +249,5 @@ def matvec_q8_fast(w: Q8, x: np.ndarray) -> np.ndarray:
     xq, xs = np.empty_like(x), np.empty(x.shape[0] // gs, np.float32)
     _quantize(x, gs, xq, xs)
     out = np.empty(w.q.shape[0], np.float32)
-    _matvec(xq, xs, np.ascontiguousarray(w.q), np.ascontiguousarray(w.s, np.float32), out, False)
+    _matvec(xq, xs, *_pack_matrix(w), out, False)
     return out
