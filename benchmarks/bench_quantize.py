@@ -77,8 +77,8 @@ def report_quality(params, config, tokenizer, card, args):
     print("\n== shipped base model: held-out bits per byte, greedy agreement int8 vs float32")
     text = held_out_text(card)
     deq = dequantize_params(quantize_params(params, config))
-    print(f"  bits per byte: float32 {bits_per_byte(params, config, tokenizer, text):.4f}, "
-          f"dequantised int8 weights {bits_per_byte(deq, config, tokenizer, text):.4f} "
+    print(f"  bits per byte: float32 {bits_per_byte(params, config, tokenizer, text):.6f}, "
+          f"dequantised int8 weights {bits_per_byte(deq, config, tokenizer, text):.6f} "
           f"({len(text.encode('utf-8'))} held-out bytes)")
     runs = []
     for ids in prompts(tokenizer, args.prompts):
