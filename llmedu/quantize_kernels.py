@@ -12,6 +12,13 @@ product converts int8 to float32 on the fly and sums in float32 -- exact,
 because every partial sum is an integer below 2**24 (64 x 127 x 127 <
 2**20), so the fast, reordered (SIMD) sum equals runq.c's int32 sum. The
 sum over groups, with its two scales, is done in runq.c's order.
+
+What it costs: the conversion makes an int8 multiply-add dearer than a
+float32 one, and a group is short (8 to 64 values), so the kernel works on
+8 rows at once (``pack``: their weights of one column in one int64) rather
+than along a row, where each group would end in a horizontal sum. When the
+weights come from memory (large models) int8 reads a quarter of the bytes;
+when they sit in cache, float32 may still win: benchmarks/bench_quantize.py.
 """
 
 from __future__ import annotations
@@ -54,28 +61,28 @@ ROWS = 8  # rows per block of a packed matrix
 
 @njit(cache=True, fastmath=True)
 def _group8(xq, block, start, gs):
-    """Dot products of xq with 8 rows over one group; block: (n, 8) int8, the 8 rows side by side.
+    """Dot products of xq with 8 rows over one group; block: (n,) int64, byte r of block[k] = row r's w[k].
 
-    Eight accumulators, one per row, so each step is one vector operation
-    across the rows; the sums are exact (integers below 2**24) in any order.
+    One 8-byte load brings a column of 8 weights; eight accumulators, one
+    per row. The sums are exact (integers below 2**24) in any order.
     """
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
     for k in range(start, start + gs):
         x, w = xq[k], block[k]
-        a0 += x * np.float32(w[0])
-        a1 += x * np.float32(w[1])
-        a2 += x * np.float32(w[2])
-        a3 += x * np.float32(w[3])
-        a4 += x * np.float32(w[4])
-        a5 += x * np.float32(w[5])
-        a6 += x * np.float32(w[6])
-        a7 += x * np.float32(w[7])
+        a0 += x * np.float32(np.int8(w))  # np.int8 keeps the low byte, as a signed value
+        a1 += x * np.float32(np.int8(w >> 8))
+        a2 += x * np.float32(np.int8(w >> 16))
+        a3 += x * np.float32(np.int8(w >> 24))
+        a4 += x * np.float32(np.int8(w >> 32))
+        a5 += x * np.float32(np.int8(w >> 40))
+        a6 += x * np.float32(np.int8(w >> 48))
+        a7 += x * np.float32(np.int8(w >> 56))
     return a0, a1, a2, a3, a4, a5, a6, a7
 
 
 @njit(cache=True, parallel=True)
 def _matvec(xq, xs, wp, sp, out, add):
-    """out (+)= W @ x, x = (xq (n,), xs (G,)); W packed by ``pack``: wp (blocks, n, 8) int8, sp (blocks, G, 8).
+    """out (+)= W @ x, x = (xq (n,), xs (G,)); W packed by ``pack``: wp (blocks, n) int64, sp (blocks, G, 8).
 
     No fastmath here: each row sums its groups in runq.c's order.
     """
@@ -147,7 +154,7 @@ def _step(token, pos, w, keys, values, cos, sin, n_heads, n_kv_heads, eps):
     """Logits (vocab,) of token at pos; w: ``pack``'s tuple (embedding, packed matrices, norms)."""
     (eq, es), (wq, sq), (wk, sk), (wv, sv), (wo, so), (w1, s1), (w2, s2), (w3, s3), (oq, os_) = w[:9]
     att_norm, ffn_norm, norm = w[9], w[10], w[11]
-    D, H, gs = eq.shape[1], w2.shape[2], eq.shape[1] // es.shape[1]
+    D, H, gs = eq.shape[1], w2.shape[2], eq.shape[1] // es.shape[1]  # w2: (L, blocks, H) int64
     x = np.empty(D, np.float32)
     for i in range(D):  # the embedding row, dequantised
         x[i] = np.float32(eq[token, i]) * es[token, i // gs]
@@ -191,17 +198,21 @@ def _tables(head_dim: int, max_seq_len: int, theta: float):
 
 
 def _pack_matrix(t: Q8) -> tuple[np.ndarray, np.ndarray]:
-    """(..., d, n) int8 and (..., d, G) scales -> (..., ceil(d/8), n, 8) and (..., ceil(d/8), G, 8), zero-padded.
+    """(..., d, n) int8 and (..., d, G) scales -> (..., ceil(d/8), n) int64 and (..., ceil(d/8), G, 8).
 
-    Eight rows side by side, so that the kernel reads one contiguous stream
-    and works across rows (see _group8).
+    Rows go in blocks of 8, zero-padded; the 8 weights of a block's column k
+    share one int64 (row r in byte r), so the kernel streams each block in
+    one pass and loads 8 weights at once (see _group8).
     """
     *lead, d, n = t.q.shape
     blocks = -(-d // ROWS)
     pad = [(0, 0)] * len(lead) + [(0, blocks * ROWS - d), (0, 0)]
-    q = np.pad(t.q, pad).reshape(*lead, blocks, ROWS, n)
+    q = np.pad(t.q, pad).reshape(*lead, blocks, ROWS, n).view(np.uint8).astype(np.uint64)
+    packed = np.zeros((*lead, blocks, n), np.uint64)
+    for r in range(ROWS):
+        packed |= q[..., r, :] << np.uint64(8 * r)
     s = np.pad(t.s.astype(np.float32), pad).reshape(*lead, blocks, ROWS, -1)
-    return np.ascontiguousarray(np.swapaxes(q, -1, -2)), np.ascontiguousarray(np.swapaxes(s, -1, -2))
+    return packed.view(np.int64), np.ascontiguousarray(np.swapaxes(s, -1, -2))
 
 
 def pack(qparams: dict, config: model.ModelConfig) -> tuple:
