@@ -163,7 +163,10 @@ def _sample(args) -> int:
 
     try:
         params, config, tokenizer, _ = load_run(args.ckpt)
-        new = sample_ids(params, config, tokenizer.encode(args.prompt), max_new_tokens=args.max_new_tokens,
+        sampler = sample_ids
+        if args.quantize == "q8":  # runq.c's int8 path (lesson 08); it decodes within the context window only
+            from llmedu.quantize import sample_ids_q8 as sampler
+        new = sampler(params, config, tokenizer.encode(args.prompt), max_new_tokens=args.max_new_tokens,
                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
         print(args.prompt + tokenizer.decode(list(new)))
     except ValueError as err:
@@ -221,8 +224,19 @@ def _chat(args) -> int:
 
 
 def _export(args) -> int:
-    """``llmedu export PARAMS_FILE OUT --format gguf|llama2c``: the model in another program's format (lesson 00)."""
+    """``llmedu export PARAMS_FILE OUT --format gguf|llama2c|llama2c-q8``: the model in another program's format
+    (lessons 00 and 08)."""
     try:
+        if args.format == "llama2c-q8":
+            if args.dtype != "f32":
+                raise ValueError(f"--dtype {args.dtype}: llama2c-q8 is always int8 (Q8_0) with float32 norms; drop --dtype.")
+            from llmedu.checkpoint import load_params
+            from llmedu.quantize import export_llama2c_q8
+
+            params, config, _ = load_params(args.params_file)
+            group_size = export_llama2c_q8(args.out, params, config)
+            print(f"wrote {args.out} (llama2.c version 2 for runq.c, int8 Q8_0, group size {group_size})")
+            return 0
         if args.format == "llama2c":
             if args.dtype != "f32":
                 raise ValueError(f"--dtype {args.dtype}: llama2.c's version-0 format holds float32 only; drop --dtype.")
@@ -291,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-k", type=int, default=200, help="sample among the k most likely tokens")
     sample.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
     sample.add_argument("--seed", type=int, default=1337)
+    sample.add_argument("--quantize", choices=("q8",), default=None,
+                        help="q8: decode with int8 (Q8_0) weights and activations, as runq.c (lesson 08); "
+                             "prompt + new tokens must fit in the context window")
     sample.set_defaults(handler=_sample)
 
     sft = commands.add_parser("sft", help="fine-tune a parameters file into an assistant (lesson 04), with checkpoints and resume")
@@ -349,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a parameters file for llama.cpp (GGUF) or llama2.c (lesson 00)")
     export.add_argument("params_file", metavar="PARAMS_FILE", help="an llmedu parameters file (.safetensors)")
     export.add_argument("out", metavar="OUT", help="the file to write, e.g. model.gguf")
-    export.add_argument("--format", required=True, choices=("gguf", "llama2c"), help="gguf: llama.cpp, Ollama ...; "
-                        "llama2c: llama2.c's run.c (version 0)")
+    export.add_argument("--format", required=True, choices=("gguf", "llama2c", "llama2c-q8"),
+                        help="gguf: llama.cpp, Ollama ...; llama2c: llama2.c's run.c (version 0, float32); "
+                        "llama2c-q8: llama2.c's runq.c (version 2, int8)")
     export.add_argument("--dtype", default="f32", choices=("f32", "f16", "q8_0"),
                         help="GGUF weight type (default f32; norms stay f32)")
     export.set_defaults(handler=_export)
