@@ -17,6 +17,7 @@ from llmedu.checks.images import nearest_code
 from llmedu.checks.pretraining import (
     adamw_update, cross_entropy, cross_entropy_backward, finite_difference, linear_backward, rmsnorm_backward,
 )
+from llmedu.checks.quantize import quantize_q8
 from llmedu.checks.retrieval import bm25_scores
 from llmedu.checks.rlhf import bradley_terry_loss, dpo_loss, elo_ratings, grpo_objective, reward_model_loss
 from llmedu.checks.sft_chat import honest_answer, masked_cross_entropy, reply_loop, render_conversation
@@ -49,5 +50,5 @@ __all__ = [
     # lesson 07
     "attack_success_rate", "inject", "poison", "gcg_step", "message_nll",
     # lesson 08
-    "encode_symbol", "nearest_code",
+    "quantize_q8", "encode_symbol", "nearest_code",
 ]
