@@ -27,7 +27,7 @@ from llmedu.stats import wilson_interval
 from llmedu.system2_data import parse_answer
 
 KS = (1, 3, 5, 9, 17)
-MAX_NEW_TOKENS = {"direct": 24, "scratchpad": 96}  # room for the longest right reply, and a little more
+MAX_NEW_TOKENS = {"direct": 24, "scratchpad": 128}  # room for the longest right reply, and a little more
 
 
 def majority_vote(answers):
@@ -147,9 +147,9 @@ def table(results: dict) -> str:
 
 # The full run and --quick (seconds: a tiny fine-tune, a few questions; its numbers mean nothing).
 SIZES = {
-    False: dict(digits=(3, 4), n_held_out=300, n_scratchpad=6000, steps=300, batch_size=16, lr=1e-3,
+    False: dict(digits=(2, 3), n_held_out=300, n_scratchpad=12000, steps=300, batch_size=16, lr=2e-3,
                 temperature=0.7, ks=KS, scratchpad_ks=KS),
-    True: dict(digits=(3, 4), n_held_out=6, n_scratchpad=40, steps=2, batch_size=2, lr=1e-3,
+    True: dict(digits=(2, 3), n_held_out=6, n_scratchpad=40, steps=2, batch_size=2, lr=2e-3,
                temperature=0.7, ks=(1, 3), scratchpad_ks=(1, 3)),
 }
 
@@ -200,7 +200,7 @@ def measure(out_dir, *, seed: int = 0, quick: bool = False, base_file=None, say=
 
     sizes = SIZES[quick]
     base_file = base_file or ASSETS / MODEL_NAME
-    held_out, train = split_problems(sizes["n_held_out"], 3 * sizes["n_scratchpad"], seed=seed,
+    held_out, train = split_problems(sizes["n_held_out"], 4 * sizes["n_scratchpad"], seed=seed,
                                      digits=sizes["digits"])
     truths = [p.answer for p in held_out]
     start = time.perf_counter()
@@ -216,6 +216,7 @@ def measure(out_dir, *, seed: int = 0, quick: bool = False, base_file=None, say=
         say(f"{method}: evaluated in {time.perf_counter() - began:.0f} s")
         results["methods"][method] = {
             "training": tuned[method]["training"], "greedy": greedy_point(*greedy, truths),
+            "greedy_answers": list(greedy[0][:, 0]),
             "self_consistency": self_consistency_curve(*sampled, truths, ks),
             "examples": _examples(model, held_out[:3], limit),
             "eval_wall_s": round(time.perf_counter() - began, 1)}
@@ -232,3 +233,65 @@ def _examples(model, problems, limit: int) -> list[dict]:
         ids, _ = reply_ids(params, config, tokenizer, prompt, max_new_tokens=limit)
         shown.append({"question": p.question, "reply": tokenizer.decode(ids), "answer": p.answer})
     return shown
+
+
+# ------------------------------------------------------- shipped results --
+
+RESULTS_NAME = "system2.json"
+MODEL_NAMES = {"direct": "system2_direct.safetensors", "scratchpad": "system2_scratchpad.safetensors"}
+
+
+def load_results(assets=None) -> dict:
+    """``assets/system2.json``: the full run's figures, with its command, seed and date."""
+    import json
+    from pathlib import Path
+
+    from llmedu.base_model import ASSETS
+
+    path = Path(assets or ASSETS) / RESULTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `llmedu system2 --out runs/system2`, then "
+                                "`python -m llmedu.system2 runs/system2` to ship its results.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_model(method: str, assets=None) -> tuple:
+    """(params, config, tokenizer) of the shipped fine-tuned model of ``method`` ("direct" or "scratchpad")."""
+    from pathlib import Path
+
+    from llmedu.base_model import ASSETS
+    from llmedu.sample import load_run
+
+    if method not in MODEL_NAMES:
+        raise ValueError(f"method must be one of {sorted(MODEL_NAMES)}, got {method!r}.")
+    path = Path(assets or ASSETS) / MODEL_NAMES[method]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `llmedu system2 --out runs/system2`, then "
+                                "`python -m llmedu.system2 runs/system2` to ship its models.")
+    params, config, tokenizer, _ = load_run(str(path))
+    return params, config, tokenizer
+
+
+def ship(run_dir, assets=None) -> None:
+    """Copy a full run's results, plot and two models from ``run_dir`` into ``assets``."""
+    import shutil
+    from pathlib import Path
+
+    from llmedu.base_model import ASSETS
+
+    run_dir, assets = Path(run_dir), Path(assets or ASSETS)
+    results = load_results(run_dir)
+    if results["quick"]:
+        raise ValueError(f"{run_dir} holds a --quick run; ship a full one.")
+    for name in (RESULTS_NAME, results["plot"]):
+        shutil.copyfile(run_dir / name, assets / name)
+    for method, name in MODEL_NAMES.items():
+        shutil.copyfile(run_dir / method / "model" / "model.safetensors", assets / name)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m llmedu.system2 RUN_DIR   (a folder written by `llmedu system2`)")
+    ship(sys.argv[1])

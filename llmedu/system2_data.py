@@ -8,20 +8,25 @@ lesson 04's SFT data asks it). One model learns to answer **directly**:
     assistant: 3471 + 2958 = 6429.
 
 the other to write a **scratchpad** first, one column at a time from the
-right, each line ``top digit + bottom digit + carry in = column sum`` (the
-tens digit of a sum is the next carry), then the same final line
-(Lee et al. 2023, "Teaching arithmetic to small transformers": the
-reversed, digit-by-digit order is the one a left-to-right model can compute):
+right (Lee et al. 2023, "Teaching arithmetic to small transformers": the
+reversed, digit-by-digit order is the one a left-to-right model can
+compute), then the same final line:
 
-    1+8+0=9
-    7+5+0=12
-    4+9+1=14
-    3+2+1=6
+    3471+2958:1+8+0=9,9
+    347+295:7+5+0=12,29
+    34+29:4+9+1=14,429
+    3+2:3+2+1=6,6429
     3471 + 2958 = 6429.
 
-The base model's tokenizer already writes every digit as its own token
-(``"3471"`` is four tokens), so no spaces are needed to keep each step a few
-tokens: a column costs 8 or 9 tokens.
+Each line reads ``top+bottom:x+y+carry=sum,digits so far``: the operands
+still to add (the shorter one padded with 0s), their last digits x and y,
+the carry in (the tens digit of the line above's sum), and the answer's
+digits found so far (this sum's ones digit in front of the line above's).
+Every token of a line is then a short look back — at the line above or at a
+delimiter — never a count of digit positions in the question, which a small
+model learns slowly. The final line writes the last carry (if any) and the
+digits. The base model's tokenizer already writes every digit as its own
+token (``"3471"`` is four tokens), so no spaces are needed.
 
 Both replies end with the same line, so one judge reads both: the number
 after the reply's last ``=`` (:func:`parse_answer`), compared exactly with
@@ -42,7 +47,7 @@ from llmedu.sft import write_conversations
 QUESTION = "What is {a} + {b}?"
 HELD_OUT_STREAM, TRAIN_STREAM = 0, 1  # two random streams from one seed
 _FINAL = re.compile(r"=\s*(\d+)\.?\s*$")  # the number after the last "=", at the very end of the reply
-_STEP = re.compile(r"^(\d)\+(\d)\+([01])=(\d{1,2})$")
+_STEP = re.compile(r"^(\d+)\+(\d+):(\d)\+(\d)\+([01])=(\d{1,2}),(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -108,13 +113,15 @@ def final_line(p: Problem) -> str:
 
 
 def scratchpad_steps(a: int, b: int) -> list[str]:
-    """One line per column, from the right: ``top+bottom+carry=sum`` (the shorter operand padded with 0s)."""
+    """One line per column, from the right: ``top+bottom:x+y+carry=sum,digits`` (see the module docstring)."""
     width = max(len(str(a)), len(str(b)))
-    top, bottom = str(a).zfill(width)[::-1], str(b).zfill(width)[::-1]  # ones digit first
-    steps, carry = [], 0
-    for x, y in zip(top, bottom):
-        total = int(x) + int(y) + carry
-        steps.append(f"{x}+{y}+{carry}={total}")
+    top, bottom = str(a).zfill(width), str(b).zfill(width)
+    steps, carry, digits = [], 0, ""
+    for column in range(width, 0, -1):  # column = how many digits are still to add
+        x, y = int(top[column - 1]), int(bottom[column - 1])
+        total = x + y + carry
+        digits = str(total % 10) + digits
+        steps.append(f"{top[:column]}+{bottom[:column]}:{x}+{y}+{carry}={total},{digits}")
         carry = total // 10
     return steps
 
@@ -146,21 +153,23 @@ def parse_answer(reply: str) -> int | None:
 def check_steps(steps: list[str], a: int, b: int) -> None:
     """Raise ValueError unless ``steps`` is correct column addition of a + b (what the tests hold the data to)."""
     width = max(len(str(a)), len(str(b)))
-    top, bottom = str(a).zfill(width)[::-1], str(b).zfill(width)[::-1]
+    top, bottom = str(a).zfill(width), str(b).zfill(width)
     if len(steps) != width:
         raise ValueError(f"{a} + {b} has {width} columns, the scratchpad {len(steps)} lines.")
-    carry, digits = 0, []
-    for column, line in enumerate(steps):
+    carry, digits = 0, ""
+    for line_number, line in enumerate(steps, start=1):
         match = _STEP.match(line)
         if not match:
-            raise ValueError(f"line {column + 1} {line!r} is not 'digit+digit+carry=sum'.")
-        x, y, c, s = (int(g) for g in match.groups())
-        if (str(x), str(y), c) != (top[column], bottom[column], carry) or s != x + y + c:
-            raise ValueError(f"line {column + 1} {line!r} is wrong for column {column} of {a} + {b}.")
-        carry, digits = s // 10, digits + [s % 10]
-    written = int(str(carry) + "".join(map(str, reversed(digits))))
-    if written != a + b:
-        raise ValueError(f"the columns of {a} + {b} spell {written}, not {a + b}.")
+            raise ValueError(f"line {line_number} {line!r} is not 'top+bottom:x+y+carry=sum,digits'.")
+        rest_a, rest_b, x, y, c, total, written = match.groups()
+        column = width - line_number + 1
+        if (rest_a, rest_b) != (top[:column], bottom[:column]) or (x, y) != (rest_a[-1], rest_b[-1]):
+            raise ValueError(f"line {line_number} {line!r} does not take the digits of column {column} of {a} + {b}.")
+        if int(c) != carry or int(total) != int(x) + int(y) + carry or written != str(int(total) % 10) + digits:
+            raise ValueError(f"line {line_number} {line!r} is wrong arithmetic for {a} + {b}.")
+        carry, digits = int(total) // 10, written
+    if int(str(carry) + digits) != a + b:
+        raise ValueError(f"the columns of {a} + {b} spell {int(str(carry) + digits)}, not {a + b}.")
 
 
 # --------------------------------------------------------- training files --

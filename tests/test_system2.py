@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from llmedu.base_model import load_base_model
-from llmedu.system2 import majority_vote, self_consistency_curve
+from llmedu.system2 import MAX_NEW_TOKENS, load_model, load_results, majority_vote, replies, self_consistency_curve
 from llmedu.system2_cli import add_parser
 from llmedu.system2_data import (
     Problem, check_steps, conversation, equal_token_sets, make_problems, parse_answer, rendered_tokens,
@@ -30,9 +30,9 @@ def test_scratchpad_lines_are_correct_column_addition_for_random_problems():
 
 
 @pytest.mark.parametrize("a, b, steps", [
-    (999, 1, ["9+1+0=10", "9+0+1=10", "9+0+1=10"]),
-    (3471, 2958, ["1+8+0=9", "7+5+0=12", "4+9+1=14", "3+2+1=6"]),
-    (40, 5, ["0+5+0=5", "4+0+0=4"]),
+    (999, 1, ["999+001:9+1+0=10,0", "99+00:9+0+1=10,00", "9+0:9+0+1=10,000"]),
+    (3471, 2958, ["3471+2958:1+8+0=9,9", "347+295:7+5+0=12,29", "34+29:4+9+1=14,429", "3+2:3+2+1=6,6429"]),
+    (40, 5, ["40+05:0+5+0=5,5", "4+0:4+0+0=4,45"]),
 ])
 def test_scratchpad_carries_into_the_next_column(a, b, steps):
     assert scratchpad_steps(a, b) == steps
@@ -40,7 +40,7 @@ def test_scratchpad_carries_into_the_next_column(a, b, steps):
 
 def test_check_steps_rejects_a_dropped_carry():
     with pytest.raises(ValueError, match="line 2"):
-        check_steps(["9+1+0=10", "9+0+0=9", "9+0+0=9"], 999, 1)
+        check_steps(["999+001:9+1+0=10,0", "99+00:9+0+0=9,90", "9+0:9+0+0=9,990"], 999, 1)
 
 
 def test_scratchpad_reply_ends_with_the_worlds_arithmetic_line():
@@ -73,15 +73,15 @@ def test_both_training_sets_hold_the_same_number_of_tokens(tokenizer):
     assert len(sets["direct"]["problems"]) > 1.5 * len(sets["scratchpad"]["problems"])  # shorter replies, more of them
 
 
-def test_every_digit_is_its_own_token_so_a_column_costs_a_few_tokens(tokenizer):
+def test_every_digit_and_symbol_of_a_scratchpad_line_is_its_own_token(tokenizer):
     assert len(tokenizer.encode("3471")) == 4
-    assert len(tokenizer.encode("7+5+0=12\n")) == 9
+    assert len(tokenizer.encode("347+295:7+5+0=12,29\n")) == 20  # one token per character
 
 
 # ----------------------------------------------------------------- judge --
 
 @pytest.mark.parametrize("reply, answer", [
-    ("3471 + 2958 = 6429.", 6429), ("1+8+0=9\n7+5+0=12\n3471 + 2958 = 6429.", 6429), ("= 12 ", 12),
+    ("3471 + 2958 = 6429.", 6429), ("3471+2958:1+8+0=9,9\n3471 + 2958 = 6429.", 6429), ("= 12 ", 12),
     ("3471 + 2958 = 6429. Or 7000.", None), ("3471 + 2958 =", None), ("", None), ("6429", None),
 ])
 def test_parse_answer_reads_the_number_after_the_last_equals_sign(reply, answer):
@@ -126,3 +126,23 @@ def test_quick_run_writes_the_contract_fields(tmp_path, capsys):
     assert (results["methods"]["direct"]["training"]["tokens_processed"]
             == results["methods"]["scratchpad"]["training"]["tokens_processed"])
     assert "| direct | majority of 3 |" in capsys.readouterr().out
+
+
+# ------------------------------------------------------ shipped results --
+
+def test_shipped_results_record_how_they_were_made():
+    results = load_results()
+    assert results["command"].startswith("llmedu system2") and not results["quick"]
+    assert {"seed", "date", "digits", "temperature"} <= set(results)
+    for run in results["methods"].values():
+        truths = [p.answer for p in make_problems(results["held_out_questions"], seed=results["seed"],
+                                                  digits=results["digits"])]
+        assert sum(a == t for a, t in zip(run["greedy_answers"], truths)) == run["greedy"]["correct"]
+
+
+@pytest.mark.parametrize("method", ["direct", "scratchpad"])
+def test_shipped_model_reproduces_its_greedy_answers(method):
+    results = load_results()
+    problems = make_problems(40, seed=results["seed"], digits=results["digits"])  # the first 40 held-out problems
+    answers, _ = replies(load_model(method), problems, max_new_tokens=MAX_NEW_TOKENS[method])
+    assert list(answers[:, 0]) == results["methods"][method]["greedy_answers"][:40]
