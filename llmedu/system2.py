@@ -205,7 +205,7 @@ def measure(out_dir, *, seed: int = 0, quick: bool = False, base_file=None, say=
     truths = [p.answer for p in held_out]
     start = time.perf_counter()
     tuned = fine_tune(base_file, out_dir, train, sizes, seed)
-    results = {"seed": seed, "quick": quick, "base_model": str(base_file), "digits": list(sizes["digits"]),
+    results = {"seed": seed, "quick": quick, "base_model": _describe(base_file), "digits": list(sizes["digits"]),
                "held_out_questions": len(held_out), "temperature": sizes["temperature"], "methods": {}}
     for method, ks in (("direct", sizes["ks"]), ("scratchpad", sizes["scratchpad_ks"])):
         model, began = tuned[method]["model"], time.perf_counter()
@@ -222,6 +222,14 @@ def measure(out_dir, *, seed: int = 0, quick: bool = False, base_file=None, say=
             "eval_wall_s": round(time.perf_counter() - began, 1)}
     results["wall_s"] = round(time.perf_counter() - start, 1)
     return results
+
+
+def _describe(path) -> dict:
+    """A parameters file by name and SHA-256 (not by where it happened to be)."""
+    import hashlib
+    from pathlib import Path
+
+    return {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
 
 
 def _examples(model, problems, limit: int) -> list[dict]:
