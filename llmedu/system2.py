@@ -19,12 +19,24 @@ draws, as a user asking again would.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
 import numpy as np
 
+from llmedu.base_model import ASSETS, MODEL_NAME
 from llmedu.chat import render_prompt, reply_ids
+from llmedu.checkpoint import load_params
+from llmedu.data import tokenizer_from_text
 from llmedu.plots import save_plot
+from llmedu.sample import load_run
+from llmedu.sft import sft_config
 from llmedu.stats import wilson_interval
-from llmedu.system2_data import parse_answer
+from llmedu.system2_data import equal_token_sets, parse_answer, split_problems, write_training_file
+from llmedu.train import train
 
 KS = (1, 3, 5, 9, 17)
 MAX_NEW_TOKENS = {"direct": 24, "scratchpad": 128}  # room for the longest right reply, and a little more
@@ -112,7 +124,8 @@ def plot(results: dict, out_dir, name: str = "system2.png") -> str:
             curve = run["self_consistency"]
             x = [p["tokens_per_question"] for p in curve]
             y = [100 * p["accuracy"] for p in curve]
-            err = [[100 * (p["accuracy"] - p["low"]) for p in curve], [100 * (p["high"] - p["accuracy"]) for p in curve]]
+            err = [[100 * (p["accuracy"] - p["low"]) for p in curve],
+                   [100 * (p["high"] - p["accuracy"]) for p in curve]]
             ax.errorbar(x, y, yerr=err, marker="o", color=colour, capsize=2,
                         label=f"{method}: majority of k samples (T={results['temperature']})")
             for p in curve:
@@ -162,15 +175,6 @@ def fine_tune(base_file, out_dir, train_problems, sizes: dict, seed: int) -> dic
     number of rendered tokens too (:func:`llmedu.system2_data.equal_token_sets`).
     Returns ``{method: {"model": (params, config, tokenizer), "training": {...}}}``.
     """
-    import time
-    from pathlib import Path
-
-    from llmedu.checkpoint import load_params
-    from llmedu.sft import sft_config
-    from llmedu.system2_data import equal_token_sets, write_training_file
-    from llmedu.train import train
-    from llmedu.data import tokenizer_from_text
-
     _, _, metadata = load_params(base_file)
     tokenizer = tokenizer_from_text(metadata["tokenizer"], str(base_file))
     sets = equal_token_sets(train_problems, sizes["n_scratchpad"], tokenizer)
@@ -193,11 +197,6 @@ def fine_tune(base_file, out_dir, train_problems, sizes: dict, seed: int) -> dic
 
 def measure(out_dir, *, seed: int = 0, quick: bool = False, base_file=None, say=print) -> dict:
     """The whole experiment: data, two fine-tunes, greedy and self-consistency on held-out problems."""
-    import time
-
-    from llmedu.base_model import ASSETS, MODEL_NAME
-    from llmedu.system2_data import split_problems
-
     sizes = SIZES[quick]
     base_file = base_file or ASSETS / MODEL_NAME
     held_out, train = split_problems(sizes["n_held_out"], 4 * sizes["n_scratchpad"], seed=seed,
@@ -226,9 +225,6 @@ def measure(out_dir, *, seed: int = 0, quick: bool = False, base_file=None, say=
 
 def _describe(path) -> dict:
     """A parameters file by name and SHA-256 (not by where it happened to be)."""
-    import hashlib
-    from pathlib import Path
-
     return {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
 
 
@@ -251,11 +247,6 @@ MODEL_NAMES = {"direct": "system2_direct.safetensors", "scratchpad": "system2_sc
 
 def load_results(assets=None) -> dict:
     """``assets/system2.json``: the full run's figures, with its command, seed and date."""
-    import json
-    from pathlib import Path
-
-    from llmedu.base_model import ASSETS
-
     path = Path(assets or ASSETS) / RESULTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `llmedu system2 --out runs/system2`, then "
@@ -265,11 +256,6 @@ def load_results(assets=None) -> dict:
 
 def load_model(method: str, assets=None) -> tuple:
     """(params, config, tokenizer) of the shipped fine-tuned model of ``method`` ("direct" or "scratchpad")."""
-    from pathlib import Path
-
-    from llmedu.base_model import ASSETS
-    from llmedu.sample import load_run
-
     if method not in MODEL_NAMES:
         raise ValueError(f"method must be one of {sorted(MODEL_NAMES)}, got {method!r}.")
     path = Path(assets or ASSETS) / MODEL_NAMES[method]
@@ -282,11 +268,6 @@ def load_model(method: str, assets=None) -> tuple:
 
 def ship(run_dir, assets=None) -> None:
     """Copy a full run's results, plot and two models from ``run_dir`` into ``assets``."""
-    import shutil
-    from pathlib import Path
-
-    from llmedu.base_model import ASSETS
-
     run_dir, assets = Path(run_dir), Path(assets or ASSETS)
     results = load_results(run_dir)
     if results["quick"]:
