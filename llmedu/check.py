@@ -21,6 +21,7 @@ from llmedu.checks.quantize import quantize_q8
 from llmedu.checks.retrieval import bm25_scores
 from llmedu.checks.rlhf import bradley_terry_loss, dpo_loss, elo_ratings, grpo_objective, reward_model_loss
 from llmedu.checks.sft_chat import honest_answer, masked_cross_entropy, reply_loop, render_conversation
+from llmedu.checks.system2 import majority_vote
 from llmedu.checks.tokenizer import decode, encode, get_stats, merge, train
 from llmedu.checks.tool_use import calculator, render_with_tools, tool_loop
 from llmedu.checks.transformer import (
@@ -50,5 +51,5 @@ __all__ = [
     # lesson 07
     "attack_success_rate", "inject", "poison", "gcg_step", "message_nll",
     # lesson 08
-    "quantize_q8", "encode_symbol", "nearest_code",
+    "majority_vote", "quantize_q8", "encode_symbol", "nearest_code",
 ]
