@@ -101,7 +101,8 @@ def _matvec_rows_of(size, rows):
     def matvec(xq, xs, w, s, out, add):
         d, G = s.shape
         for b in prange(-(-d // rows)):  # the cores split the blocks of rows
-            first = min(b * rows, d - rows)  # the last block may overlap the one before: it writes only its own rows
+            # The last block may overlap the one before: it writes only its own rows.
+            first = max(min(b * rows, d - rows), 0)  # max: LLVM sees first >= 0, no negative-index checks
             val = np.zeros(rows, np.float32)
             for g in range(G):
                 acc, lo = np.zeros(rows, np.int64), g * size
@@ -159,6 +160,30 @@ def _rotate(vec, c, s, head_dim):
         vec[i + 1] = v0 * s[j] + v1 * c[j]
 
 
+@njit(cache=True)
+def _scores(q, keys, lo, T, root, a):
+    """a[t] = q . keys[t, lo:lo + head_dim] / root for t < T; q: (head_dim,), keys: (max_seq_len, kv_dim).
+
+    Each dot product is summed in order, as runq.c does (no fastmath). One
+    chain of dependent float adds is slow, so eight positions go at once:
+    eight independent chains, each still in order, the same bits.
+    """
+    lo = max(lo, 0)  # LLVM sees lo + i >= 0: no negative-index checks, which would stop SIMD
+    full = T - T % 8
+    for t0 in range(0, full, 8):
+        s = np.zeros(8, np.float32)
+        for i in range(q.shape[0]):
+            for k in range(8):
+                s[k] += q[i] * keys[t0 + k, lo + i]
+        for k in range(8):
+            a[t0 + k] = s[k] / root
+    for t in range(full, T):
+        score = np.float32(0.0)
+        for i in range(q.shape[0]):
+            score += q[i] * keys[t, lo + i]
+        a[t] = score / root
+
+
 @njit(cache=True, parallel=True)
 def _attention(q, keys, values, pos, n_heads, n_kv_heads, att, out):
     """Each head's softmax-weighted sum of the cached values; keys, values: (max_seq_len, kv_dim)."""
@@ -166,25 +191,22 @@ def _attention(q, keys, values, pos, n_heads, n_kv_heads, att, out):
     group = n_heads // n_kv_heads
     root = np.float32(math.sqrt(head_dim))
     for h in prange(n_heads):
-        lo = (h // group) * head_dim
+        lo = max((h // group) * head_dim, 0)  # max: as in _scores
         a = att[h]
+        _scores(q[h * head_dim:(h + 1) * head_dim], keys, lo, pos + 1, root, a)
         top = np.float32(-np.inf)
         for t in range(pos + 1):
-            score = np.float32(0.0)
-            for i in range(head_dim):
-                score += q[h * head_dim + i] * keys[t, lo + i]
-            a[t] = score / root
             top = max(top, a[t])
         total = np.float32(0.0)
         for t in range(pos + 1):
             a[t] = np.exp(a[t] - top)
             total += a[t]
-        for i in range(head_dim):
-            out[h * head_dim + i] = 0.0
+        o = np.zeros(head_dim, np.float32)  # a fresh array: LLVM knows it aliases no value row, so it vectorises
         for t in range(pos + 1):
             w = a[t] / total
             for i in range(head_dim):
-                out[h * head_dim + i] += w * values[t, lo + i]
+                o[i] += w * values[t, lo + i]
+        out[h * head_dim:(h + 1) * head_dim] = o
 
 
 @njit(cache=True)
