@@ -6,19 +6,22 @@ it follows llama2.c's ``runq.c`` operation by operation, in the same order,
 so that greedy tokens agree with runq.c for as long as floating point allows.
 ``quantize.step_q8_reference`` is the numpy reference it is tested against.
 
-Where the speed comes from: decoding streams every weight from memory once
-per token, and an int8 weight is a quarter of a float32 one. The group dot
-product converts int8 to float32 on the fly and sums in float32 -- exact,
-because every partial sum is an integer below 2**24 (64 x 127 x 127 <
-2**20), so the fast, reordered (SIMD) sum equals runq.c's int32 sum. The
-sum over groups, with its two scales, is done in runq.c's order.
+Where the speed comes from, as in runq.c and llama.cpp: integer arithmetic.
+Weight rows stay contiguous int8, the input vector is quantised to int8 per
+group too, and a group's dot product is an integer sum, which the CPU does
+many products per instruction (SIMD multiply-adds of int16 pairs: vpmaddwd,
+or vpdpwssd with AVX512-VNNI), with no conversion to float. Integer sums are
+exact, so any order gives runq.c's bits; only the sum over groups, times the
+two scales, is float32, in runq.c's order. LLVM emits those instructions from
+plain loops only if the group size is compiled in (``_matvec_of`` builds a
+kernel per common group size; a short loop of unknown length stays scalar)
+and every index is visibly >= 0 (else Numba checks each one for Python's
+negative indexing, which rules out SIMD). Then, since decoding reads every
+weight once per token, an int8 weight is a quarter of the bytes to read.
 
-What it costs: the conversion makes an int8 multiply-add dearer than a
-float32 one, and a group is short (8 to 64 values), so the kernel works on
-8 rows at once (``pack``: their weights of one column in one int64) rather
-than along a row, where each group would end in a horizontal sum. When the
-weights come from memory (large models) int8 reads a quarter of the bytes;
-when they sit in cache, float32 may still win: benchmarks/bench_quantize.py.
+What it costs: attention keeps runq.c's in-order float32 sums (the float32
+path lets fastmath reorder them), so its share grows with the position.
+benchmarks/bench_quantize.py compares the two paths.
 """
 
 from __future__ import annotations
@@ -93,8 +96,9 @@ def _matvec_rows_of(size, rows):
 
     LLVM unrolls a loop of fewer than 64 steps into scalar code before it
     can vectorise it; one step for several rows makes the body long enough
-    to be vectorised instead (and loads x once for all of them). The small
-    arrays stay in registers.
+    to be vectorised instead (and loads x once for all of them). ``acc`` is
+    made afresh for every group on purpose: made once per block and zeroed,
+    it made this kernel 4x slower (LLVM then keeps it in memory).
     """
 
     @njit(cache=True, parallel=True)
@@ -128,7 +132,7 @@ _matvec32, _matvec16 = _matvec_rows_of(32, 4), _matvec_rows_of(16, 8)  # 8: no b
 
 @njit(cache=True)
 def _matvec(xq, xs, w, s, out, add):
-    """out (+)= W @ x with the kernel compiled for W's group size where there is one (3-6x faster)."""
+    """out (+)= W @ x with the kernel compiled for W's group size where there is one (2-6x faster in CPU time)."""
     d, gs = w.shape[0], w.shape[1] // s.shape[1]
     if gs == 64:
         _matvec64(xq, xs, w, s, out, add)
