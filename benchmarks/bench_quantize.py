@@ -44,7 +44,7 @@ from llmedu.evaluate import bits_per_byte  # noqa: E402
 from llmedu.generate import generate  # noqa: E402
 from llmedu.quantize import (dequantize_params, export_llama2c_q8, file_bytes, generate_q8,  # noqa: E402
                              group_size_for, quantize_params)
-from llmedu.quantize_kernels import pack  # noqa: E402
+from llmedu.quantize_kernels import prepare  # noqa: E402
 from llmedu.world import make_world  # noqa: E402
 
 
@@ -113,7 +113,7 @@ def report_runq(params, config, tokenizer, args):
 def report_speed(name, args):
     config = model.PRESETS[name]
     params = model.init_params(config, seed=0, std=0.02)
-    weights = pack(quantize_params(params, config), config)  # quantised and packed once, not timed
+    weights = prepare(quantize_params(params, config), config)  # quantised and checked once, not timed
     n = min(args.tokens, config.max_seq_len - 1)
     greedy(params, config, 2)  # load the compiled kernels
     generate_q8(weights, config, [1], max_new_tokens=2)

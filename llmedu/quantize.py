@@ -276,12 +276,12 @@ def sample_ids_q8(params: dict, config: model.ModelConfig, prompt_ids, *, max_ne
     """Stream new ids from the int8 path (``quantize_kernels.step_q8``), the prompt fed one token at a time.
 
     ``params``: float parameters (quantised here with ``group_size``), ``quantize_params``'s
-    dict, or ``quantize_kernels.pack``'s tuple (what a benchmark passes, so as not to time the packing).
+    dict, or ``quantize_kernels.prepare``'s tuple (what a benchmark passes, so as not to time the checks).
 
     The int8 path decodes inside the context window only: prompt plus new
     tokens must fit in max_seq_len (ValueError otherwise, before any work).
     """
-    from llmedu.quantize_kernels import pack, step_q8
+    from llmedu.quantize_kernels import prepare, step_q8
 
     check_sampling(temperature, top_k, top_p)
     prompt = [int(i) for i in model.validate_tokens(np.asarray(prompt_ids, dtype=np.int64), config)]
@@ -291,11 +291,11 @@ def sample_ids_q8(params: dict, config: model.ModelConfig, prompt_ids, *, max_ne
         raise ValueError(f"the int8 path decodes within the context window: {len(prompt)} prompt tokens + "
                          f"{max_new_tokens} new ones exceed max_seq_len={config.max_seq_len}; ask for at most "
                          f"{config.max_seq_len - len(prompt)} new tokens (--max-new-tokens).")
-    if isinstance(params, tuple):  # already packed by quantize_kernels.pack
+    if isinstance(params, tuple):  # already prepared by quantize_kernels.prepare
         weights = params
     else:
         qparams = params if isinstance(params.get("wq"), Q8) else quantize_params(params, config, group_size)
-        weights = pack(qparams, config)  # once: the kernels' layout
+        weights = prepare(qparams, config)  # checked once, not at every step
     rng, cache = np.random.default_rng(seed), KVCache.empty(config)
     for token in prompt:
         logits = step_q8(weights, config, token, cache)

@@ -6,19 +6,22 @@ it follows llama2.c's ``runq.c`` operation by operation, in the same order,
 so that greedy tokens agree with runq.c for as long as floating point allows.
 ``quantize.step_q8_reference`` is the numpy reference it is tested against.
 
-Where the speed comes from: decoding streams every weight from memory once
-per token, and an int8 weight is a quarter of a float32 one. The group dot
-product converts int8 to float32 on the fly and sums in float32 -- exact,
-because every partial sum is an integer below 2**24 (64 x 127 x 127 <
-2**20), so the fast, reordered (SIMD) sum equals runq.c's int32 sum. The
-sum over groups, with its two scales, is done in runq.c's order.
+Where the speed comes from, as in runq.c and llama.cpp: integer arithmetic.
+Weight rows stay contiguous int8, the input vector is quantised to int8 per
+group too, and a group's dot product is an integer sum, which the CPU does
+many products per instruction (SIMD multiply-adds of int16 pairs: vpmaddwd,
+or vpdpwssd with AVX512-VNNI), with no conversion to float. Integer sums are
+exact, so any order gives runq.c's bits; only the sum over groups, times the
+two scales, is float32, in runq.c's order. LLVM emits those instructions from
+plain loops only if the group size is compiled in (``_matvec_of`` builds a
+kernel per common group size; a short loop of unknown length stays scalar)
+and every index is visibly >= 0 (else Numba checks each one for Python's
+negative indexing, which rules out SIMD). Then, since decoding reads every
+weight once per token, an int8 weight is a quarter of the bytes to read.
 
-What it costs: the conversion makes an int8 multiply-add dearer than a
-float32 one, and a group is short (8 to 64 values), so the kernel works on
-8 rows at once (``pack``: their weights of one column in one int64) rather
-than along a row, where each group would end in a horizontal sum. When the
-weights come from memory (large models) int8 reads a quarter of the bytes;
-when they sit in cache, float32 may still win: benchmarks/bench_quantize.py.
+What it costs: attention keeps runq.c's in-order float32 sums (the float32
+path lets fastmath reorder them), so its share grows with the position.
+benchmarks/bench_quantize.py compares the two paths.
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ from llmedu.quantize import MATRICES, Q8, runq_rope_tables
 
 threads.apply()  # the same thread policy as llmedu.kernels
 
-__all__ = ["pack", "step_q8", "matvec_q8_fast"]
+__all__ = ["prepare", "step_q8", "matvec_q8_fast"]
 
 
 @njit(cache=True)
 def _quantize(x, gs, q, s):
-    """Q8_0 of x (n,) in place: q (n,) float32 holding the int8 values, s (n // gs,) the scales."""
+    """Q8_0 of x (n,) in place: q (n,) int8, s (n // gs,) the scales."""
     for g in range(x.shape[0] // gs):
         wmax = np.float32(0.0)
         for i in range(g * gs, (g + 1) * gs):
@@ -49,56 +52,96 @@ def _quantize(x, gs, q, s):
         s[g] = scale
         for i in range(g * gs, (g + 1) * gs):
             if scale == 0:  # an all-zero group: 0, where runq.c would compute 0/0
-                q[i] = 0.0
+                q[i] = 0
             else:
                 v = x[i] / scale  # float32, as runq.c
                 r = math.floor(abs(v) + 0.5)  # C's round: ties away from zero (exact in float64)
-                q[i] = r if v >= 0 else -r
+                q[i] = np.int8(r if v >= 0 else -r)
 
 
-ROWS = 8  # rows per block of a packed matrix
+# A group's integer dot product: Numba widens the int8 products to int64;
+# truncating the sum to int32 (exact: |sum| <= gs * 127 * 127) tells LLVM
+# 32 bits suffice, and a group size known when compiling lets it turn the
+# loop into SIMD multiply-adds of int16 pairs (vpmaddwd, or vpdpwssd with
+# AVX512-VNNI). The sum is exact, so its order changes no bit. The sum over
+# groups, times both scales, is float32 in runq.c's order: no fastmath, so
+# LLVM may not reorder it. ``lo + i`` is visibly >= 0: no negative-index checks.
 
+def _matvec_of(size):
+    """runq.c's matmul compiled for one group size (0: any, read from the shapes), row by row."""
 
-@njit(cache=True, fastmath=True)
-def _group8(xq, block, start, gs):
-    """Dot products of xq with 8 rows over one group; block: (n,) int64, byte r of block[k] = row r's w[k].
-
-    One 8-byte load brings a column of 8 weights; eight accumulators, one
-    per row. The sums are exact (integers below 2**24) in any order.
-    """
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
-    for k in range(start, start + gs):
-        x, w = xq[k], block[k]
-        a0 += x * np.float32(np.int8(w))  # np.int8 keeps the low byte, as a signed value
-        a1 += x * np.float32(np.int8(w >> 8))
-        a2 += x * np.float32(np.int8(w >> 16))
-        a3 += x * np.float32(np.int8(w >> 24))
-        a4 += x * np.float32(np.int8(w >> 32))
-        a5 += x * np.float32(np.int8(w >> 40))
-        a6 += x * np.float32(np.int8(w >> 48))
-        a7 += x * np.float32(np.int8(w >> 56))
-    return a0, a1, a2, a3, a4, a5, a6, a7
-
-
-@njit(cache=True, parallel=True)
-def _matvec(xq, xs, wp, sp, out, add):
-    """out (+)= W @ x, x = (xq (n,), xs (G,)); W packed by ``pack``: wp (blocks, n) int64, sp (blocks, G, 8).
-
-    No fastmath here: each row sums its groups in runq.c's order.
-    """
-    d, G = out.shape[0], sp.shape[1]
-    gs = wp.shape[1] // G
-    for b in prange(wp.shape[0]):  # the cores split the blocks of 8 rows
-        val = np.zeros(ROWS, np.float32)
-        for g in range(G):
-            dots = _group8(xq, wp[b], g * gs, gs)
-            for r in range(ROWS):
-                val[r] += dots[r] * sp[b, g, r] * xs[g]
-        for r in range(min(ROWS, d - b * ROWS)):  # the last block may be padding
+    @njit(cache=True, parallel=True)
+    def matvec(xq, xs, w, s, out, add):
+        """out (+)= W @ x, x = (xq (n,) int8, xs (G,)); W = (w (d, n) int8, s (d, G))."""
+        d, G = s.shape
+        gs = size if size else w.shape[1] // G
+        for r in prange(d):  # the cores split the rows
+            row = w[r]
+            val = np.float32(0.0)
+            for g in range(G):
+                acc, lo = 0, g * gs
+                for i in range(gs):
+                    acc += row[lo + i] * xq[lo + i]
+                val += np.float32(np.int32(acc)) * s[r, g] * xs[g]
             if add:
-                out[b * ROWS + r] += val[r]
+                out[r] += val
             else:
-                out[b * ROWS + r] = val[r]
+                out[r] = val
+
+    return matvec
+
+
+def _matvec_rows_of(size, rows):
+    """The same for a short group size, ``rows`` rows at a time (d >= rows).
+
+    LLVM unrolls a loop of fewer than 64 steps into scalar code before it
+    can vectorise it; one step for several rows makes the body long enough
+    to be vectorised instead (and loads x once for all of them). ``acc`` is
+    made afresh for every group on purpose: made once per block and zeroed,
+    it made this kernel 4x slower (LLVM then keeps it in memory).
+    """
+
+    @njit(cache=True, parallel=True)
+    def matvec(xq, xs, w, s, out, add):
+        d, G = s.shape
+        for b in prange(-(-d // rows)):  # the cores split the blocks of rows
+            # The last block may overlap the one before: it writes only its own rows.
+            first = max(min(b * rows, d - rows), 0)  # max: LLVM sees first >= 0, no negative-index checks
+            val = np.zeros(rows, np.float32)
+            for g in range(G):
+                acc, lo = np.zeros(rows, np.int64), g * size
+                for i in range(size):
+                    x = xq[lo + i]
+                    for k in range(rows):
+                        acc[k] += w[first + k, lo + i] * x
+                for k in range(rows):
+                    val[k] += np.float32(np.int32(acc[k])) * s[first + k, g] * xs[g]
+            for k in range(b * rows - first, rows):
+                if add:
+                    out[first + k] += val[k]
+                else:
+                    out[first + k] = val[k]
+
+    return matvec
+
+
+# Rows at a time per group size: chosen by CPU time on a 32000 x 768 matrix.
+_matvec64, _matvec_any = _matvec_of(64), _matvec_of(0)
+_matvec32, _matvec16 = _matvec_rows_of(32, 4), _matvec_rows_of(16, 8)  # 8: no better than _matvec_any
+
+
+@njit(cache=True)
+def _matvec(xq, xs, w, s, out, add):
+    """out (+)= W @ x with the kernel compiled for W's group size where there is one (2-6x faster in CPU time)."""
+    d, gs = w.shape[0], w.shape[1] // s.shape[1]
+    if gs == 64:
+        _matvec64(xq, xs, w, s, out, add)
+    elif gs == 32 and d >= 4:
+        _matvec32(xq, xs, w, s, out, add)
+    elif gs == 16 and d >= 8:
+        _matvec16(xq, xs, w, s, out, add)
+    else:
+        _matvec_any(xq, xs, w, s, out, add)
 
 
 @njit(cache=True)
@@ -121,6 +164,30 @@ def _rotate(vec, c, s, head_dim):
         vec[i + 1] = v0 * s[j] + v1 * c[j]
 
 
+@njit(cache=True)
+def _scores(q, keys, lo, T, root, a):
+    """a[t] = q . keys[t, lo:lo + head_dim] / root for t < T; q: (head_dim,), keys: (max_seq_len, kv_dim).
+
+    Each dot product is summed in order, as runq.c does (no fastmath). One
+    chain of dependent float adds is slow, so eight positions go at once:
+    eight independent chains, each still in order, the same bits.
+    """
+    lo = max(lo, 0)  # LLVM sees lo + i >= 0: no negative-index checks, which would stop SIMD
+    full = T - T % 8
+    for t0 in range(0, full, 8):
+        s = np.zeros(8, np.float32)
+        for i in range(q.shape[0]):
+            for k in range(8):
+                s[k] += q[i] * keys[t0 + k, lo + i]
+        for k in range(8):
+            a[t0 + k] = s[k] / root
+    for t in range(full, T):
+        score = np.float32(0.0)
+        for i in range(q.shape[0]):
+            score += q[i] * keys[t, lo + i]
+        a[t] = score / root
+
+
 @njit(cache=True, parallel=True)
 def _attention(q, keys, values, pos, n_heads, n_kv_heads, att, out):
     """Each head's softmax-weighted sum of the cached values; keys, values: (max_seq_len, kv_dim)."""
@@ -128,40 +195,37 @@ def _attention(q, keys, values, pos, n_heads, n_kv_heads, att, out):
     group = n_heads // n_kv_heads
     root = np.float32(math.sqrt(head_dim))
     for h in prange(n_heads):
-        lo = (h // group) * head_dim
+        lo = max((h // group) * head_dim, 0)  # max: as in _scores
         a = att[h]
+        _scores(q[h * head_dim:(h + 1) * head_dim], keys, lo, pos + 1, root, a)
         top = np.float32(-np.inf)
         for t in range(pos + 1):
-            score = np.float32(0.0)
-            for i in range(head_dim):
-                score += q[h * head_dim + i] * keys[t, lo + i]
-            a[t] = score / root
             top = max(top, a[t])
         total = np.float32(0.0)
         for t in range(pos + 1):
             a[t] = np.exp(a[t] - top)
             total += a[t]
-        for i in range(head_dim):
-            out[h * head_dim + i] = 0.0
+        o = np.zeros(head_dim, np.float32)  # a fresh array: LLVM knows it aliases no value row, so it vectorises
         for t in range(pos + 1):
             w = a[t] / total
             for i in range(head_dim):
-                out[h * head_dim + i] += w * values[t, lo + i]
+                o[i] += w * values[t, lo + i]
+        out[h * head_dim:(h + 1) * head_dim] = o
 
 
 @njit(cache=True)
 def _step(token, pos, w, keys, values, cos, sin, n_heads, n_kv_heads, eps):
-    """Logits (vocab,) of token at pos; w: ``pack``'s tuple (embedding, packed matrices, norms)."""
+    """Logits (vocab,) of token at pos; w: ``prepare``'s tuple ((int8, scales) per matrix, then the norms)."""
     (eq, es), (wq, sq), (wk, sk), (wv, sv), (wo, so), (w1, s1), (w2, s2), (w3, s3), (oq, os_) = w[:9]
     att_norm, ffn_norm, norm = w[9], w[10], w[11]
-    D, H, gs = eq.shape[1], w2.shape[2], eq.shape[1] // es.shape[1]  # w2: (L, blocks, H) int64
+    D, H, gs = eq.shape[1], w2.shape[2], eq.shape[1] // es.shape[1]  # w2: (L, D, H) int8
     x = np.empty(D, np.float32)
     for i in range(D):  # the embedding row, dequantised
         x[i] = np.float32(eq[token, i]) * es[token, i // gs]
     xb, q = np.empty(D, np.float32), np.empty(D, np.float32)
-    xq, xs = np.empty(D, np.float32), np.empty(D // gs, np.float32)
+    xq, xs = np.empty(D, np.int8), np.empty(D // gs, np.float32)
     hb, hb2 = np.empty(H, np.float32), np.empty(H, np.float32)
-    hq, hs = np.empty(H, np.float32), np.empty(H // gs, np.float32)
+    hq, hs = np.empty(H, np.int8), np.empty(H // gs, np.float32)
     att = np.empty((n_heads, keys.shape[1]), np.float32)
     for layer in range(att_norm.shape[0]):
         k, v = keys[layer, pos], values[layer, pos]  # written straight into the cache
@@ -197,29 +261,11 @@ def _tables(head_dim: int, max_seq_len: int, theta: float):
     return runq_rope_tables(head_dim, max_seq_len, theta)
 
 
-def _pack_matrix(t: Q8) -> tuple[np.ndarray, np.ndarray]:
-    """(..., d, n) int8 and (..., d, G) scales -> (..., ceil(d/8), n) int64 and (..., ceil(d/8), G, 8).
+def prepare(qparams: dict, config: model.ModelConfig) -> tuple:
+    """The int8 weights as the kernels take them, in their order, after checking them against the config.
 
-    Rows go in blocks of 8, zero-padded; the 8 weights of a block's column k
-    share one int64 (row r in byte r), so the kernel streams each block in
-    one pass and loads 8 weights at once (see _group8).
-    """
-    *lead, d, n = t.q.shape
-    blocks = -(-d // ROWS)
-    pad = [(0, 0)] * len(lead) + [(0, blocks * ROWS - d), (0, 0)]
-    q = np.pad(t.q, pad).reshape(*lead, blocks, ROWS, n).view(np.uint8).astype(np.uint64)
-    packed = np.zeros((*lead, blocks, n), np.uint64)
-    for r in range(ROWS):
-        packed |= q[..., r, :] << np.uint64(8 * r)
-    s = np.pad(t.s.astype(np.float32), pad).reshape(*lead, blocks, ROWS, -1)
-    return packed.view(np.int64), np.ascontiguousarray(np.swapaxes(s, -1, -2))
-
-
-def pack(qparams: dict, config: model.ModelConfig) -> tuple:
-    """The int8 weights in the kernels' order and layout, after checking them against the config.
-
-    Packing copies the weights once; ``step_q8`` packs a plain dict on every
-    call, so decode many tokens with the packed tuple.
+    Each matrix stays as ``quantize_params`` made it, (..., d, n) int8 rows
+    and (..., d, G) scales, so nothing is copied when it is contiguous.
     """
     shapes = model.param_shapes(config)
     for name in MATRICES:
@@ -230,22 +276,22 @@ def pack(qparams: dict, config: model.ModelConfig) -> tuple:
                              "make them with llmedu.quantize.quantize_params(params, config).")
     if len({qparams[name].group_size for name in MATRICES}) != 1:
         raise ValueError("every matrix must use the same group size, as runq.c's one GS does.")
-    emb = qparams["tok_embeddings"]
-    packed = tuple(_pack_matrix(qparams[name]) for name in MATRICES[1:])
+    matrices = tuple((np.ascontiguousarray(qparams[name].q), np.ascontiguousarray(qparams[name].s, np.float32))
+                     for name in MATRICES)
     norms = tuple(np.ascontiguousarray(qparams[n], np.float32) for n in ("attention_norm", "ffn_norm", "norm"))
-    return ((np.ascontiguousarray(emb.q), np.ascontiguousarray(emb.s, np.float32)),) + packed + norms
+    return matrices + norms
 
 
 def step_q8(qparams, config: model.ModelConfig, token: int, cache) -> np.ndarray:
     """One int8 decoding step: logits (vocab,) of ``token`` at ``cache.pos``; appends to ``cache``.
 
-    ``qparams``: ``quantize_params``'s dict, or ``pack(qparams, config)`` (faster: packed once).
+    ``qparams``: ``quantize_params``'s dict, or ``prepare(qparams, config)`` (checked once).
     """
     if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
         raise ValueError(f"token must be one integer id, got {token!r}.")
     token = int(model.validate_tokens(np.array([token]), config)[0])
     cache.check_room(config, 1)
-    weights = pack(qparams, config) if isinstance(qparams, dict) else qparams
+    weights = prepare(qparams, config) if isinstance(qparams, dict) else qparams
     cos, sin = _tables(config.head_dim, config.max_seq_len, config.rope_theta)
     logits = _step(token, cache.pos, weights, cache.keys, cache.values, cos, sin,
                    config.n_heads, config.n_kv_heads, np.float32(config.norm_eps))
@@ -257,8 +303,8 @@ def matvec_q8_fast(w: Q8, x: np.ndarray) -> np.ndarray:
     """``quantize.matvec_q8`` through the Numba kernels: w (d, n) Q8, x (n,) float32 -> (d,)."""
     x = np.ascontiguousarray(x, np.float32)
     gs = w.group_size
-    xq, xs = np.empty_like(x), np.empty(x.shape[0] // gs, np.float32)
+    xq, xs = np.empty(x.shape[0], np.int8), np.empty(x.shape[0] // gs, np.float32)
     _quantize(x, gs, xq, xs)
     out = np.empty(w.q.shape[0], np.float32)
-    _matvec(xq, xs, *_pack_matrix(w), out, False)
+    _matvec(xq, xs, np.ascontiguousarray(w.q), np.ascontiguousarray(w.s, np.float32), out, False)
     return out

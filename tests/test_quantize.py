@@ -79,10 +79,11 @@ def test_matvec_is_integer_dots_per_group_times_both_scales():
     np.testing.assert_allclose(matvec_q8(w, x), by_hand, rtol=1e-6)
 
 
-@pytest.mark.parametrize("gs", [8, 32, 64])
-def test_numba_matvec_equals_the_numpy_reference_exactly(gs):
+@pytest.mark.parametrize("rows", [37, 3])  # 37: the last block of rows overlaps; 3: fewer rows than a block
+@pytest.mark.parametrize("gs", [8, 12, 16, 32, 64])  # every compiled-in group size, and 12 for the general kernel
+def test_numba_matvec_equals_the_numpy_reference_exactly(gs, rows):
     rng = np.random.default_rng(gs)
-    w, x = quantize_q8(rng.normal(size=(37, 128)).astype(np.float32), gs), rng.normal(size=128).astype(np.float32)
+    w, x = quantize_q8(rng.normal(size=(rows, 192)).astype(np.float32), gs), rng.normal(size=192).astype(np.float32)
     assert np.array_equal(matvec_q8_fast(w, x), matvec_q8(w, x))
 
 
