@@ -1,4 +1,4 @@
-"""Scaling laws that predict: a sweep of model sizes x token budgets, a fitted law, a forecast (lesson 08, ``08_frontiers``).
+"""Scaling laws that predict: sizes x token budgets, a fitted law, a forecast (lesson 08, ``08_frontiers``).
 
 The claim: next-token loss is a smooth, predictable function of the number
 of parameters N and of training tokens D. Here it is measured on a laptop:
@@ -43,12 +43,15 @@ from llmedu.scaling_fit import LawFit, compute_optimal, fit_law
 from llmedu.train import TrainConfig, train
 
 __all__ = ["Sweep", "FULL", "QUICK", "param_counts", "plan", "train_run", "run_sweep", "fit_rows", "summary",
-           "CSV_FIELDS", "CHINCHILLA_RATIO", "NANOCHAT_RATIO", "plot_sweep", "write_results", "read_results"]
+           "count_comparison", "CSV_FIELDS", "CHINCHILLA_RATIO", "NANOCHAT_RATIO", "plot_sweep", "write_results",
+           "read_results"]
 
+ASSETS_JSON = Path(__file__).resolve().parents[1] / "assets" / "scaling.json"  # the full sweep, shipped
 CHINCHILLA_RATIO = 20.0  # tokens per parameter at the compute optimum (Hoffmann et al. 2022)
 NANOCHAT_RATIO = 10.5  # the same, as measured for nanochat's models (Karpathy, 2025)
-CSV_FIELDS = ("name", "n_layers", "dim", "n_heads", "n_params", "n_params_total", "tokens", "steps", "flops",
-              "loss", "seed", "seconds", "held_out")
+# N: non-embedding parameters, N_total: all of them, D: training tokens, FLOPs: 6 N D, loss: held-out (nats/token)
+CSV_FIELDS = ("name", "n_layers", "dim", "n_heads", "N", "N_total", "D", "steps", "FLOPs", "loss", "seed", "seconds",
+              "held_out")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ class Sweep:
                            seq_len=self.seq_len, batch_size=self.batch_size, max_iters=steps, lr=self.lr,
                            min_lr=self.lr / 10, warmup_iters=max(1, round(self.warmup_fraction * steps)),
                            eval_interval=steps, eval_iters=1, seed=seed, out=out)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Sweep":
+        """The sweep a scaling.json records (JSON turns its tuples into lists)."""
+        return cls(**{**fields, "sizes": tuple(tuple(size) for size in fields["sizes"]),
+                      "budgets": tuple(fields["budgets"])})
 
     def steps(self, budget: int) -> int:
         return max(1, round(budget / (self.seq_len * self.batch_size)))
@@ -106,8 +115,8 @@ def train_run(sweep: Sweep, size: tuple, budget: int, data: str, tokenizer, seed
     loss, _ = mean_nll(result.params, result.model_config, val_ids)  # every validation token once
     n, n_total = param_counts(result.model_config)
     tokens = config.max_iters * config.tokens_per_step
-    return {"name": name, "n_layers": size[0], "dim": size[1], "n_heads": size[2], "n_params": n,
-            "n_params_total": n_total, "tokens": tokens, "steps": config.max_iters, "flops": 6 * n * tokens,
+    return {"name": name, "n_layers": size[0], "dim": size[1], "n_heads": size[2], "N": n, "N_total": n_total,
+            "D": tokens, "steps": config.max_iters, "FLOPs": 6 * n * tokens,
             "loss": round(float(loss), 6), "seed": seed, "seconds": round(time.perf_counter() - began, 2),
             "held_out": False, "config": {k: v for k, v in asdict(config).items() if k not in ("data", "out")}}
 
@@ -115,14 +124,31 @@ def train_run(sweep: Sweep, size: tuple, budget: int, data: str, tokenizer, seed
 def fit_rows(rows: list[dict]) -> LawFit:
     """The law fitted on the rows that are not the held-out run."""
     used = [r for r in rows if not r["held_out"]]
-    return fit_law([r["n_params"] for r in used], [r["tokens"] for r in used], [r["loss"] for r in used])
+    return fit_law([r["N"] for r in used], [r["D"] for r in used], [r["loss"] for r in used])
+
+
+def count_comparison(rows: list[dict]) -> dict:
+    """The law fitted with N = non-embedding and with N = all parameters: rms error and held-out forecast error.
+
+    This is how the choice of N was made: the count whose law fits the runs
+    and forecasts the held-out one better.
+    """
+    used, held = [r for r in rows if not r["held_out"]], next(r for r in rows if r["held_out"])
+    comparison = {}
+    for key in ("N", "N_total"):
+        fit = fit_law([r[key] for r in used], [r["D"] for r in used], [r["loss"] for r in used])
+        forecast = float(fit.predict(held[key], held["D"]))
+        comparison[key] = {"rms_relative_error": round(fit.rms_relative_error, 5),
+                           "forecast_error": round((forecast - held["loss"]) / held["loss"], 5),
+                           "alpha": round(fit.alpha, 4), "beta": round(fit.beta, 4)}
+    return comparison
 
 
 def summary(fit: LawFit, rows: list[dict]) -> dict:
     """The compute-optimal tokens-per-parameter ratio the fit implies, at the sweep's smallest and largest FLOPs."""
-    flops = np.array([min(r["flops"] for r in rows), max(r["flops"] for r in rows)], dtype=np.float64)
+    flops = np.array([min(r["FLOPs"] for r in rows), max(r["FLOPs"] for r in rows)], dtype=np.float64)
     n_opt, d_opt = compute_optimal(fit, flops)
-    return {"flops": flops.tolist(), "n_opt": n_opt.round(1).tolist(), "d_opt": d_opt.round(1).tolist(),
+    return {"FLOPs": flops.tolist(), "N_opt": n_opt.round(1).tolist(), "D_opt": d_opt.round(1).tolist(),
             "tokens_per_param": (d_opt / n_opt).round(3).tolist(), "chinchilla": CHINCHILLA_RATIO,
             "nanochat": NANOCHAT_RATIO}
 
@@ -149,7 +175,8 @@ def run_sweep(sweep: Sweep, out: str, *, data: str | None = None, seed: int = 13
         val_ids = _validation_ids(data, tokenizer, sweep)
     result = {"command": command, "seed": seed, "date": time.strftime("%Y-%m-%d"), "data": os.path.basename(data),
               "data_sha256": _sha256(data), "tokenizer": f"the shipped base model's BPE ({len(tokenizer)} ids)",
-              "n_params": "non-embedding parameters (tok_embeddings and output left out); n_params_total has them",
+              "N": "non-embedding parameters (tok_embeddings and output left out); N_total counts them too",
+              "D": "training tokens (steps x batch_size x seq_len)", "FLOPs": "6 N D",
               "loss": f"mean next-token loss in nats over all {len(val_ids) - 1} scored tokens of the validation "
                       "split (the text's last 10%)",
               "sweep": asdict(sweep), "runs": []}
@@ -178,7 +205,7 @@ def _predict(sweep: Sweep, size: tuple, budget: int, vocab_size: int, rows: list
     fit = fit_rows(rows)
     n, _ = param_counts(sweep.config(size, budget, "-", "-", 0).model_config(vocab_size))
     tokens = sweep.steps(budget) * sweep.seq_len * sweep.batch_size
-    return {"n_params": n, "tokens": tokens, "loss": round(float(fit.predict(n, tokens)), 6),
+    return {"N": n, "D": tokens, "loss": round(float(fit.predict(n, tokens)), 6),
             "made_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "fit": fit.to_dict()}
 
 
@@ -243,18 +270,18 @@ def read_results(path) -> dict:
 def plot_sweep(result: dict, ax) -> None:
     """Loss vs N, one colour per budget D: measured points, the fitted law's curves, predicted vs actual."""
     fit, rows = LawFit(**result["prediction"]["fit"]), result["runs"]
-    budgets = sorted({r["tokens"] for r in rows})
-    n_all = np.array([r["n_params"] for r in rows], dtype=np.float64)
+    budgets = sorted({r["D"] for r in rows})
+    n_all = np.array([r["N"] for r in rows], dtype=np.float64)
     curve_n = np.geomspace(n_all.min() / 1.5, n_all.max() * 1.5, 100)
     for index, tokens in enumerate(budgets):
         colour = f"C{index}"
-        fitted = [r for r in rows if r["tokens"] == tokens and not r["held_out"]]
-        ax.plot([r["n_params"] for r in fitted], [r["loss"] for r in fitted], "o", color=colour,
+        fitted = [r for r in rows if r["D"] == tokens and not r["held_out"]]
+        ax.plot([r["N"] for r in fitted], [r["loss"] for r in fitted], "o", color=colour,
                 label=f"D = {tokens:,} tokens")
         ax.plot(curve_n, fit.predict(curve_n, tokens), "-", color=colour, alpha=0.6)
     held, prediction = rows[-1], result["prediction"]
-    ax.plot([held["n_params"]], [prediction["loss"]], "x", color="k", markersize=10, label="predicted (before training)")
-    ax.plot([held["n_params"]], [held["loss"]], "*", color="k", markersize=12, label="actual held-out run")
+    ax.plot([held["N"]], [prediction["loss"]], "x", color="k", markersize=10, label="predicted (before training)")
+    ax.plot([held["N"]], [held["loss"]], "*", color="k", markersize=12, label="actual held-out run")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("non-embedding parameters N")

@@ -35,14 +35,14 @@ def table(result: dict) -> str:
     lines = [f"{'N':>10} {'D':>10} {'FLOPs':>9} {'loss':>7} {'s':>6}"]
     for r in result["runs"]:
         mark = "  <- held out: predicted first" if r["held_out"] else ""
-        lines.append(f"{r['n_params']:>10,} {r['tokens']:>10,} {r['flops']:>9.2e} {r['loss']:>7.4f} "
+        lines.append(f"{r['N']:>10,} {r['D']:>10,} {r['FLOPs']:>9.2e} {r['loss']:>7.4f} "
                      f"{r['seconds']:>6.1f}{mark}")
     p, fit, c = result["prediction"], result["prediction"]["fit"], result["compute_optimal"]
     lines += [f"fit (all runs but the held-out one): L = {fit['E']:.3f} + {fit['A']:.3g}/N^{fit['alpha']:.3f} + "
               f"{fit['B']:.3g}/D^{fit['beta']:.3f}",
               f"held-out run: predicted {p['loss']:.4f}, actual {p['actual']:.4f}, error {p['relative_error']:+.2%}",
-              f"compute-optimal tokens per parameter: {c['tokens_per_param'][0]:.1f} at {c['flops'][0]:.2g} FLOPs, "
-              f"{c['tokens_per_param'][1]:.1f} at {c['flops'][1]:.2g} FLOPs "
+              f"compute-optimal tokens per parameter: {c['tokens_per_param'][0]:.1f} at {c['FLOPs'][0]:.2g} FLOPs, "
+              f"{c['tokens_per_param'][1]:.1f} at {c['FLOPs'][1]:.2g} FLOPs "
               f"(Chinchilla ~{c['chinchilla']:g}, nanochat {c['nanochat']:g})"]
     return "\n".join(lines)
 

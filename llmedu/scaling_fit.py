@@ -60,6 +60,9 @@ def nonnegative_least_squares(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
     feasible one among them is it.
     """
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)  # (R, k), (R,)
+    w = np.linalg.lstsq(X, y, rcond=None)[0]
+    if (w >= 0).all():  # the unconstrained optimum is allowed: nothing better exists (the usual case, and fast)
+        return w, float(((X @ w - y) ** 2).sum())
     best_w, best_sse = np.zeros(X.shape[1]), float(y @ y)  # w = 0 is always allowed
     for size in range(1, X.shape[1] + 1):
         for free in itertools.combinations(range(X.shape[1]), size):
