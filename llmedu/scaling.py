@@ -16,9 +16,11 @@ of parameters N and of training tokens D. Here it is measured on a laptop:
 
 N counts the parameters *outside* the token embedding and the output
 classifier (Kaplan et al. 2020). With a 512-token vocabulary those two
-tables hold 2 x 512 x dim parameters, which is most of a tiny model (16k of
-the smallest's 20k) but grows only linearly with width; counting them bends
-the small-N end of the curve, as Kaplan found. Both counts are recorded.
+tables hold 2 x 512 x dim parameters: most of a tiny model (16k of the
+smallest's 20k), yet they only look tokens up and grow with width alone.
+Both counts are recorded, and ``count_comparison`` fits the law with each:
+on the shipped sweep they fit about equally (6.5% vs 6.2% rms) and the
+non-embedding count forecasts the held-out run better (0.5% vs 1.1%).
 FLOPs are 6 N D. The learning rate follows a cosine to the end of each
 budget (Chinchilla: a schedule longer than the run overstates the loss).
 """
@@ -282,8 +284,12 @@ def plot_sweep(result: dict, ax) -> None:
     held, prediction = rows[-1], result["prediction"]
     ax.plot([held["N"]], [prediction["loss"]], "x", color="k", markersize=10, label="predicted (before training)")
     ax.plot([held["N"]], [held["loss"]], "*", color="k", markersize=12, label="actual held-out run")
+    from matplotlib.ticker import FormatStrFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis_format(FormatStrFormatter("%.1f"))  # plain numbers: 0.6, 1.0, 2.0 rather than 6 x 10^-1
     ax.set_xlabel("non-embedding parameters N")
     ax.set_ylabel("held-out loss (nats per token)")
     ax.set_title(f"L = {fit.E:.2f} + {fit.A:.3g}/N^{fit.alpha:.2f} + {fit.B:.3g}/D^{fit.beta:.2f}", fontsize=9)
