@@ -179,3 +179,12 @@ def test_the_smallest_shipped_run_trains_again_to_its_shipped_loss(shipped, tmp_
     again = scaling.train_run(sweep, size, budget, str(data), tokenizer, row["seed"], str(tmp_path),
                               scaling._validation_ids(str(data), tokenizer, sweep))
     assert again["loss"] == pytest.approx(row["loss"], abs=1e-4)  # thread counts may change the last bits
+
+
+def test_the_printed_table_has_a_row_per_run_and_the_forecast(shipped):
+    from llmedu.scaling_cli import table
+
+    text = table(shipped)
+    assert text.count("\n") == len(shipped["runs"]) + 3  # header, runs, fit, forecast, ratio
+    assert f"predicted {shipped['prediction']['loss']:.4f}, actual {shipped['prediction']['actual']:.4f}" in text
+    assert "Chinchilla ~20, nanochat 10.5" in text
