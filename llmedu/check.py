@@ -20,6 +20,7 @@ from llmedu.checks.pretraining import (
 from llmedu.checks.quantize import quantize_q8
 from llmedu.checks.retrieval import bm25_scores
 from llmedu.checks.rlhf import bradley_terry_loss, dpo_loss, elo_ratings, grpo_objective, reward_model_loss
+from llmedu.checks.scaling import fit_power_law
 from llmedu.checks.sft_chat import honest_answer, masked_cross_entropy, reply_loop, render_conversation
 from llmedu.checks.system2 import majority_vote
 from llmedu.checks.tokenizer import decode, encode, get_stats, merge, train
@@ -51,5 +52,5 @@ __all__ = [
     # lesson 07
     "attack_success_rate", "inject", "poison", "gcg_step", "message_nll",
     # lesson 08
-    "majority_vote", "quantize_q8", "encode_symbol", "nearest_code",
+    "fit_power_law", "majority_vote", "quantize_q8", "encode_symbol", "nearest_code",
 ]

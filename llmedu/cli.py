@@ -347,10 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from llmedu.compress_cli import add_parser as add_compress_parser
     from llmedu.images_cli import add_parser as add_images_parser
+    from llmedu.scaling_cli import add_parser as add_scaling_parser
     from llmedu.system2_cli import add_parser as add_system2_parser
 
     add_compress_parser(commands)
     add_images_parser(commands)
+    add_scaling_parser(commands)
     add_system2_parser(commands)
 
     from llmedu.tools_cli import add_parser as add_tools_parser
