@@ -1,4 +1,5 @@
-"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``, ``export``, ``info``, ``arena``."""
+"""The ``llmedu`` command: ``speedrun``, ``course build``, ``grade``, ``pretrain``, ``sample``, ``export``, ``info``, ``arena``,
+and lesson 08's ``scaling``, ``system2``, ``compress``/``decompress`` and ``images``."""
 
 from __future__ import annotations
 
@@ -345,16 +346,6 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--world-people", type=int, default=300, help="its number of people (default 300)")
     talk.set_defaults(handler=_chat)
 
-    from llmedu.compress_cli import add_parser as add_compress_parser
-    from llmedu.images_cli import add_parser as add_images_parser
-    from llmedu.scaling_cli import add_parser as add_scaling_parser
-    from llmedu.system2_cli import add_parser as add_system2_parser
-
-    add_compress_parser(commands)
-    add_images_parser(commands)
-    add_scaling_parser(commands)
-    add_system2_parser(commands)
-
     from llmedu.tools_cli import add_parser as add_tools_parser
 
     add_tools_parser(commands)
@@ -366,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     from llmedu.arena_cli import add_parser as add_arena_parser
 
     add_arena_parser(commands)
+
+    from llmedu.compress_cli import add_parser as add_compress_parser
+    from llmedu.images_cli import add_parser as add_images_parser
+    from llmedu.scaling_cli import add_parser as add_scaling_parser
+    from llmedu.system2_cli import add_parser as add_system2_parser
+
+    for add_lesson_08_parser in (add_scaling_parser, add_system2_parser, add_compress_parser, add_images_parser):
+        add_lesson_08_parser(commands)
 
     export = commands.add_parser("export", help="write a parameters file for llama.cpp (GGUF) or llama2.c (lesson 00)")
     export.add_argument("params_file", metavar="PARAMS_FILE", help="an llmedu parameters file (.safetensors)")
