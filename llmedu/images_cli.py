@@ -143,10 +143,9 @@ def run_command(args) -> int:
     except OSError as err:
         print(f"llmedu images: cannot write to {out}: {err.strerror}", file=sys.stderr)
         return 2
-    from llmedu.threads import ENV
+    from llmedu.threads import pinned
 
-    pinned = f"{ENV}={os.environ[ENV]} " if os.environ.get(ENV) else ""  # the thread count changes the last digits
-    command = pinned + "llmedu images" + (" --quick" if args.quick else "") + f" --seed {args.seed}"
+    command = pinned("llmedu images" + (" --quick" if args.quick else "") + f" --seed {args.seed}")
     results, (images, rebuilt) = run_images(out, quick=args.quick, seed=args.seed, progress=not args.no_progress,
                                             command=command)
     _atomic(out / "images.json", lambda f: f.write(json.dumps(results, indent=1) + "\n"))

@@ -16,9 +16,10 @@ import sys
 def run_scaling(args) -> int:
     from llmedu.data import DataError
     from llmedu.scaling import FULL, QUICK, run_sweep
+    from llmedu.threads import pinned
 
-    command = " ".join(["llmedu scaling"] + (["--quick"] if args.quick else []) + ["--out", shlex.quote(args.out)]
-                       + (["--data", shlex.quote(args.data)] if args.data else []) + ["--seed", str(args.seed)])
+    command = pinned(" ".join(["llmedu scaling"] + (["--quick"] if args.quick else []) + ["--out", shlex.quote(args.out)]
+                       + (["--data", shlex.quote(args.data)] if args.data else []) + ["--seed", str(args.seed)]))
     try:
         result = run_sweep(QUICK if args.quick else FULL, args.out, data=args.data, seed=args.seed,
                            command=command, progress=True)

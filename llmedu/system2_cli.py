@@ -30,11 +30,12 @@ def write_json(path: Path, data: dict) -> None:
 
 def run_system2(args) -> int:
     from llmedu import system2
+    from llmedu.threads import pinned
 
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        command = "llmedu system2" + (" --quick" if args.quick else "") + f" --seed {args.seed}"
+        command = pinned("llmedu system2" + (" --quick" if args.quick else "") + f" --seed {args.seed}")
         results = {"command": command, "date": datetime.date.today().isoformat(),
                    **system2.measure(out, seed=args.seed, quick=args.quick)}
         results["plot"] = system2.plot(results, out)

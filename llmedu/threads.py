@@ -264,3 +264,13 @@ def describe() -> dict:
     return {"threads": _applied["decision"].threads, "threads_reason": _applied["decision"].reason,
             "threads_numba": numba.get_num_threads(), "threads_blas": blas[0] if blas else None,
             "cpu_count": os.cpu_count()}
+
+
+def pinned(command: str) -> str:
+    """``command`` prefixed with ``LLMEDU_THREADS=<the threads this process uses>``, to record with results.
+
+    Training sums in another order with another thread count, so a result
+    file's command reproduces its numbers to the last digit only with the
+    same count (lesson 08's commands write it into their JSON).
+    """
+    return f"{ENV}={apply()['threads']} {command}"
