@@ -9,6 +9,7 @@ import pytest
 from llmedu import images as im
 from llmedu.image_captions import CAPTION, END, ImageVocab, caption_corpus, example_row, score_captions
 from llmedu.images_cli import add_parser
+from llmedu.threads import pinned
 
 
 def test_images_are_the_same_for_the_same_seed_and_differ_for_another():
@@ -138,7 +139,7 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_writes_its_results_and_the_grid(quick_run):
     results = json.loads((quick_run / "images.json").read_text())
-    assert results["seed"] == 3 and results["quick"] and results["command"] == "llmedu images --quick --seed 3"
+    assert results["seed"] == 3 and results["quick"] and results["command"] == pinned("llmedu images --quick --seed 3")
     assert [row["k"] for row in results["codebook"]] == results["settings"]["k_sweep"]
     errors = [row["mse_test"] for row in results["codebook"]]
     assert errors == sorted(errors, reverse=True)
