@@ -65,6 +65,13 @@ print(t1 - t0, time.perf_counter() - t1)
 
 # ------------------------------------------------------------ machine --
 
+def print_header(argv) -> None:
+    """The machine, the command line and the start time: the first lines of every benchmark's output."""
+    print(f"machine: {machine()}")
+    print(f"command: {' '.join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))}")
+    print(f"started: {time.strftime('%Y-%m-%d %H:%M:%S')}")
+
+
 def machine():
     """lscpu's model name and core count, thread and library versions."""
     info = {}
@@ -297,9 +304,7 @@ def main(argv=None):
     parser.add_argument("--quiet-timeout", type=float, default=30.0,
                         help="seconds to wait for other processes to go quiet before each run")
     args = parser.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"command: {' '.join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))}")
-    print(f"started: {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print_header(argv)
     report_compile()
     bw = bandwidth(args.repeat, args.quiet_timeout)
     print(f"memory bandwidth, Numba sum of a 1 GiB float32 array (read only), best of {args.repeat}:")

@@ -36,26 +36,17 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_generate import fmt_busy, greedy, machine, timed_runs  # noqa: E402  (the shared timing helpers)
+from bench_generate import fmt_busy, greedy, print_header, timed_runs  # noqa: E402  (the shared timing helpers)
 
 from llmedu import model  # noqa: E402
 from llmedu.base_model import held_out_text, load_base_model  # noqa: E402
 from llmedu.evaluate import bits_per_byte  # noqa: E402
 from llmedu.generate import generate  # noqa: E402
+from llmedu.gguf_export import agreement  # noqa: E402
 from llmedu.quantize import (dequantize_params, export_llama2c_q8, file_bytes, generate_q8,  # noqa: E402
                              group_size_for, quantize_params)
 from llmedu.quantize_kernels import prepare  # noqa: E402
 from llmedu.world import make_world  # noqa: E402
-
-
-def agreed(a, b) -> int:
-    """Tokens equal before the first difference."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def prompts(tokenizer, n):
@@ -85,7 +76,7 @@ def report_quality(params, config, tokenizer, card, args):
     for ids in prompts(tokenizer, args.prompts):
         int8 = generate_q8(params, config, ids, max_new_tokens=args.agree_tokens)
         float32 = list(generate(params, config, ids, max_new_tokens=args.agree_tokens, temperature=0))
-        runs.append(agreed(int8, float32))
+        runs.append(agreement(int8, float32))
     print(f"  greedy tokens equal before the first difference, int8 path vs float32, {len(runs)} prompts of "
           f"{args.agree_tokens} new tokens: {runs} (all {args.agree_tokens}: {sum(r == args.agree_tokens for r in runs)})")
 
@@ -106,7 +97,7 @@ def report_runq(params, config, tokenizer, args):
                 ours = generate_q8(p, c, ids, max_new_tokens=n)
                 out = subprocess.run([args.runq, path, str(n), *map(str, ids)], capture_output=True, text=True,
                                      check=True).stdout.split()
-                runs.append(agreed(ours, [int(t) for t in out]))
+                runs.append(agreement(ours, [int(t) for t in out]))
             print(f"  {name}: {runs} of {n} tokens")
 
 
@@ -139,9 +130,7 @@ def main(argv=None):
     parser.add_argument("--quiet-timeout", type=float, default=30.0,
                         help="seconds to wait for other processes to go quiet before each timed run")
     args = parser.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"command: {' '.join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))}")
-    print(f"started: {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print_header(argv)
     params, config, tokenizer, card = load_base_model()
     report_sizes(config)
     report_quality(params, config, tokenizer, card, args)
