@@ -44,6 +44,14 @@ def one_shift_only(low, range_, cum, freq, total):
     return low, range_
 
 
+def shifts_at_exactly_2_56(low, range_, cum, freq, total):
+    r = range_ // total
+    low, range_ = low + r * cum, r * freq
+    while range_ <= 2**56:
+        low, range_ = low << 8, range_ << 8
+    return low, range_
+
+
 def low_cut_to_64_bits(low, range_, cum, freq, total):
     low, range_ = range_coder.encode_symbol(low, range_, cum, freq, total)
     return low & (2**64 - 1), range_
@@ -55,6 +63,7 @@ def low_cut_to_64_bits(low, range_, cum, freq, total):
     (multiply_first, "divide first"),
     (no_renormalisation, "renormalise: while range_ < 2\\*\\*56"),
     (one_shift_only, "not one `if`"),
+    (shifts_at_exactly_2_56, "not <="),
     (low_cut_to_64_bits, "never cut to 64 bits"),
 ])
 def test_the_check_rejects_a_typical_mistake(wrong, says):

@@ -29,14 +29,15 @@ _CASES = [
     (5, (1 << 60) + 12345, 7, 3, 1000),  # range_ not a multiple of total: the order of * and // shows
     (123, 1 << 60, 500, 1, 1000),  # p = 1/1000: range falls below 2**56 once
     (0, FULL, (1 << 32) - 1, 1, 1 << 32),  # p = 2**-32: three shifts, so a single `if` is not enough
+    (9, 1 << 57, 1, 1, 2),  # range_ lands on 2**56 exactly: no shift (the loop runs while range_ < 2**56)
     ((1 << 200) + 7, (1 << 57) + 3, 2, 5, 7),  # low already long: it is never cut to 64 bits
 ]
 
 
 def _mistakes(low, range_, cum, freq, total):
     """(wrong answer, why) for the typical slips, to name the one the learner made."""
-    def renormalise(low, range_, loop=True):
-        while range_ < TOP:
+    def renormalise(low, range_, loop=True, at_top=False):
+        while range_ < TOP or (at_top and range_ == TOP):
             low, range_ = low << 8, range_ << 8
             if not loop:
                 break
@@ -57,6 +58,9 @@ def _mistakes(low, range_, cum, freq, total):
                                     "the range runs out of precision after a few symbols"),
         (renormalise(low + r * cum, r * freq, loop=False), "renormalise with a loop (while range_ < 2**56), not "
                                                            "one `if`: an unlikely symbol needs several shifts"),
+        (renormalise(low + r * cum, r * freq, at_top=True), "shift only while range_ < 2**56, not <=: a range of "
+                                                             "exactly 2**56 still has 56 bits of precision, and "
+                                                             "RangeEncoder and the decoder shift only below it"),
         ((low + r * cum, renormalise(0, r * freq)[1]), "shift low together with range_: both are in the same units"),
     ]
     right = renormalise(low + r * cum, r * freq)
