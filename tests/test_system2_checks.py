@@ -45,6 +45,12 @@ def vote_last_wins(answers):
     return best
 
 
+def vote_dropping_zeros(answers):
+    # `if a` leaves out None, and also every answer of 0.
+    counts = Counter(a for a in answers if a)
+    return counts.most_common(1)[0][0] if counts else None
+
+
 def vote_random_tie(answers):
     counts = Counter(a for a in answers if a is not None)
     if not counts:
@@ -59,6 +65,7 @@ def vote_random_tie(answers):
     (vote_by_set_order, "sampled first"),
     (vote_last_wins, "sampled first"),
     (vote_random_tie, "sampled first|deterministic"),
+    (vote_dropping_zeros, "0 is an answer like any other"),
 ])
 def test_the_check_rejects_a_typical_mistake(wrong, says):
     with pytest.raises(AssertionError, match=says):

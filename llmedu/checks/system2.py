@@ -25,6 +25,10 @@ _CASES = [
     ([3, 9, 9, 3], "a tie goes to the answer sampled first (3), not the largest, the last, or a set's order"),
     ([None, 1024, 64, 64, 1024, None], "a tie goes to the answer sampled first (1024), whatever a set's order is"),
     ([6429, 6329, 6429, 6329, 7429], "a tie goes to the answer sampled first (6429)"),
+    ([0, 0, 5], "0 is an answer like any other (a sum can be 0): leave out only the Nones (`is None`), "
+                "not every answer that is false in an `if`"),
+    ([None, 0], "0 is an answer like any other (a sum can be 0): leave out only the Nones (`is None`), "
+                "not every answer that is false in an `if`"),
 ]
 
 
