@@ -92,7 +92,8 @@ def run_images(out, *, quick: bool = False, seed: int = 0, progress: bool = True
 def draw_grid(figure, images, rebuilt, predicted, true) -> None:
     """Held-out images (top row) over their reconstructions from tokens (bottom row), each titled by its caption.
 
-    A caption in green is exactly right; in red, its wrong words are in capitals.
+    A caption in green is exactly right; in red, its wrong words are in capitals
+    and the true caption is written under the reconstruction.
     """
     axes = figure.subplots(2, len(images))
     for column, (image, copy, said, truth) in enumerate(zip(images, rebuilt, predicted, true)):
@@ -102,11 +103,17 @@ def draw_grid(figure, images, rebuilt, predicted, true) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
         marked = [w if w == t else w.upper() for w, t in zip(said.split(), truth.split())] + said.split()[8:]
-        words = marked[1:4] + marked[6:]  # size, shade, shape; place
-        axes[0, column].set_title(" ".join(words[:3]) + "\n" + " ".join(words[3:]), fontsize=7,
-                                  color="green" if said == truth else "red")
+        axes[0, column].set_title(_short(marked), fontsize=7, color="green" if said == truth else "red")
+        if said != truth:
+            axes[1, column].set_xlabel("true:\n" + _short(truth.split()), fontsize=7)
     axes[0, 0].set_ylabel("image", fontsize=8)
     axes[1, 0].set_ylabel("from tokens", fontsize=8)
+
+
+def _short(words: list) -> str:
+    """A caption's words without "a" and "at the", on two lines: size shade shape / place."""
+    words = words[1:4] + words[6:]
+    return " ".join(words[:3]) + "\n" + " ".join(words[3:])
 
 
 def save_grid(path, results: dict, images, rebuilt) -> None:

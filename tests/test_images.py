@@ -193,3 +193,19 @@ def test_train_refuses_a_given_corpus_with_a_task_that_reads_its_own_data(tmp_pa
     with pytest.raises(ValueError, match="a given corpus brings its own tokenizer and data"):
         train(config, corpus=corpus, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_grid_writes_the_true_caption_under_a_wrong_one_only():
+    from matplotlib.figure import Figure
+
+    from llmedu.images_cli import draw_grid
+
+    images = im.make_images(2, 0)
+    truth = images.captions()
+    wrong = truth[1].replace("top", "bottom") if "top" in truth[1] else truth[1].replace("bottom", "top")
+    figure = Figure()
+    draw_grid(figure, images.images, images.images, [truth[0], wrong], truth)
+    right_axes, wrong_axes = figure.axes[2], figure.axes[3]  # the bottom row: column 0, column 1
+    assert right_axes.get_xlabel() == ""
+    words = truth[1].split()
+    assert wrong_axes.get_xlabel() == "true:\n" + " ".join(words[1:4]) + "\n" + " ".join(words[6:])
