@@ -1,4 +1,5 @@
-"""Exercise 8.3's check accepts Q8_0 as runq.c does it and rejects the typical mistakes, saying why."""
+"""Exercise 8.3's check accepts Q8_0 as runq.c does it, quantising and dequantising, and rejects the typical
+mistakes of either function, saying why."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,11 @@ from llmedu.checks.quantize import quantize_q8 as check
 def reference(w, group_size):
     t = quantize.quantize_q8(w, group_size)
     return t.q, t.s
+
+
+def dequantize_q8(q, scales):
+    """The reference dequantisation on a pair; the check also finds it by this name beside reference()."""
+    return quantize.dequantize_q8(quantize.Q8(q, scales))
 
 
 def _groups(w, gs):
@@ -54,17 +60,66 @@ def columns_as_groups(w, gs):
     return q.reshape(w.shape[1], w.shape[0]).T, s
 
 
+def forgets_the_scale(q, scales):
+    return q.astype(np.float32)
+
+
+def divides_by_the_scale(q, scales):
+    groups = q.reshape(q.shape[0], scales.shape[1], -1).astype(np.float32)
+    return (groups / np.where(scales == 0, 1, scales)[..., None]).reshape(q.shape)
+
+
+def tiles_the_scales(q, scales):
+    return q * np.tile(scales, q.shape[1] // scales.shape[1])  # scale g lands on values of other groups
+
+
+def float64_values(q, scales):
+    return dequantize_q8(q, scales).astype(np.float64)
+
+
+def stub(*args):
+    raise NotImplementedError("Exercise 8.3")
+
+
 def test_the_check_passes_the_library(capsys):
-    check(reference)
+    check(reference, dequantize_q8)
     assert "passed all" in capsys.readouterr().out
 
 
-def test_the_check_fails_a_blank_stub():
-    def stub(w, gs):
-        raise NotImplementedError("Exercise 8.3")
+def test_the_check_finds_the_dequantize_q8_defined_beside_quantize_q8_as_the_grader_calls_it(capsys):
+    check(reference)  # this module's dequantize_q8
+    assert "passed all" in capsys.readouterr().out
 
+
+def test_the_check_fails_blank_stubs():
     with pytest.raises(AssertionError, match="NotImplementedError"):
-        check(stub)
+        check(stub, stub)
+
+
+def test_the_check_fails_a_blank_dequantize_stub_beside_a_right_quantize():
+    with pytest.raises(AssertionError, match="NotImplementedError"):
+        check(reference, stub)
+
+
+def test_the_check_asks_for_both_functions_when_it_cannot_find_dequantize_q8():
+    namespace = {"np": np, "quantize": quantize}
+    exec("def lone(w, gs):\n    t = quantize.quantize_q8(w, gs)\n    return t.q, t.s\n", namespace)
+    with pytest.raises(AssertionError, match="pass both of your functions"):
+        check(namespace["lone"])
+
+
+def test_the_check_rejects_the_librarys_dequantize_which_takes_a_q8_not_a_pair():
+    with pytest.raises(AssertionError, match="TypeError"):
+        check(reference, quantize.dequantize_q8)
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (forgets_the_scale, "multiply each q by its group's scale"), (divides_by_the_scale, "do not divide"),
+    (tiles_the_scales, "np.repeat"), (float64_values, "float32"),
+])
+def test_the_check_rejects_a_typical_dequantize_mistake_and_names_it(wrong, says):
+    with pytest.raises(AssertionError, match=says):
+        check(reference, wrong)
 
 
 @pytest.mark.parametrize("wrong, says", [
@@ -72,6 +127,6 @@ def test_the_check_fails_a_blank_stub():
     (float64_scales, "float32"), (dividing_by_zero, "all-zero group"), (columns_as_groups, "along each row|raised ValueError"),
 ])
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_the_check_rejects_a_typical_mistake_and_names_it(wrong, says):
+def test_the_check_rejects_a_typical_quantize_mistake_and_names_it(wrong, says):
     with pytest.raises(AssertionError, match=says):
-        check(wrong)
+        check(wrong, dequantize_q8)
