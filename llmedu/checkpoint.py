@@ -68,7 +68,7 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
         for array in arrays:
             f.write(array.reshape(-1).view(np.uint8))  # the raw bytes, without a copy
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -269,7 +269,7 @@ def export_llama2c(path, params: dict, config: ModelConfig) -> None:
         for name, _ in _llama2c_layout(config, shared):
             f.write(np.ascontiguousarray(arrays[name], dtype="<f4").reshape(-1).view(np.uint8))
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def import_llama2c(path) -> tuple[dict[str, np.ndarray], ModelConfig]:
@@ -344,7 +344,7 @@ def _open(path):
         raise ValueError(f"{path} is a folder, not a parameters file.") from None
 
 
-def _atomic_write(path, write) -> None:
+def atomic_write(path, write) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     An error part-way leaves the old file (if any) untouched and removes the
@@ -363,3 +363,8 @@ def _atomic_write(path, write) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """``text`` as UTF-8 in ``path``, atomically (``atomic_write``): result files, JSON and CSV."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -293,9 +293,9 @@ def load_model(path) -> tuple[dict, ModelConfig, object, str]:
 
 
 def _write_atomically(path, data: bytes) -> None:
-    from .checkpoint import _atomic_write
+    from .checkpoint import atomic_write
 
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def compress_file(source, target, model_path, *, progress=None) -> Header:

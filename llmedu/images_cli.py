@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from llmedu.checkpoint import atomic_write, atomic_write_text
 
 SETTINGS = {
     # images, held-out images, codebook size for the captions, codebook sizes measured, images k-means fits on, steps
@@ -127,20 +127,7 @@ def save_grid(path, results: dict, images, rebuilt) -> None:
     figure.suptitle(f"held-out images, rebuilt from {results['settings']['patches_per_image']} tokens (k={k}); "
                     f"whole captions right: {accuracy:.0%}", fontsize=8)
     figure.tight_layout()
-    _atomic(path, lambda f: figure.savefig(f, dpi=100, format="png"), binary=True)
-
-
-def _atomic(path, write, binary: bool = False) -> None:
-    path = Path(path)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-            write(f)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    atomic_write(path, lambda f: figure.savefig(f, dpi=100, format="png"))
 
 
 def run_command(args) -> int:
@@ -155,7 +142,7 @@ def run_command(args) -> int:
     command = pinned("llmedu images" + (" --quick" if args.quick else "") + f" --seed {args.seed}")
     results, (images, rebuilt) = run_images(out, quick=args.quick, seed=args.seed, progress=not args.no_progress,
                                             command=command)
-    _atomic(out / "images.json", lambda f: f.write(json.dumps(results, indent=1) + "\n"))
+    atomic_write_text(out / "images.json", json.dumps(results, indent=1) + "\n")
     save_grid(out / "images.png", results, images, rebuilt)
     accuracy = results["captions"]["accuracy"]
     print(f"{out / 'images.json'}, {out / 'images.png'}: whole captions right on "

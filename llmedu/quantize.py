@@ -29,7 +29,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from llmedu import model
-from llmedu.checkpoint import _atomic_write, _open
+from llmedu.checkpoint import _open, atomic_write
 from llmedu.generate import KVCache, check_sampling, sample_next
 
 __all__ = ["Q8", "group_size_for", "quantize_q8", "dequantize_q8", "matvec_q8", "quantize_params",
@@ -218,7 +218,7 @@ def export_llama2c_q8(path, params: dict, config: model.ModelConfig, group_size:
                 f.write(q[i].tobytes())
                 f.write(s[i].astype("<f4").tobytes())
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return gs
 
 

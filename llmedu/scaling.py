@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmedu.checkpoint import atomic_write, atomic_write_text
 from llmedu.evaluate import mean_nll
 from llmedu.model import param_shapes
 from llmedu.scaling_fit import LawFit, compute_optimal, fit_law
@@ -223,7 +224,7 @@ def _write_world(out_dir: Path) -> str:
     from llmedu.world import make_world
 
     path = out_dir / "world.txt"
-    _write_atomic(path, make_world(1337, n_people=300).text)
+    atomic_write_text(path, make_world(1337, n_people=300).text)
     return str(path)
 
 
@@ -242,29 +243,22 @@ def _sha256(path: str) -> str:
 
 # ------------------------------------------------------------- files --
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def write_results(result: dict, out_dir, plot: bool = True) -> None:
     """``out_dir``/scaling.json (everything), scaling.csv (one row per run) and, with ``plot``, scaling.png."""
     out_dir = Path(out_dir)
-    _write_atomic(out_dir / "scaling.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out_dir / "scaling.json", json.dumps(result, indent=1) + "\n")
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(result["runs"])
-    _write_atomic(out_dir / "scaling.csv", table.getvalue())
+    atomic_write_text(out_dir / "scaling.csv", table.getvalue())
     if plot:
         from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
         figure = Figure(figsize=(6, 4))
         plot_sweep(result, figure.subplots())
         figure.tight_layout()
-        figure.savefig(out_dir / ".scaling.png.tmp", dpi=100, format="png")
-        os.replace(out_dir / ".scaling.png.tmp", out_dir / "scaling.png")
+        atomic_write(out_dir / "scaling.png", lambda f: figure.savefig(f, dpi=100, format="png"))
 
 
 def read_results(path) -> dict:

@@ -13,19 +13,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON, atomically (a temporary file renamed over the target)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(temporary, path)
+from llmedu.checkpoint import atomic_write_text
 
 
 def run_system2(args) -> int:
@@ -39,7 +30,7 @@ def run_system2(args) -> int:
         results = {"command": command, "date": datetime.date.today().isoformat(),
                    **system2.measure(out, seed=args.seed, quick=args.quick)}
         results["plot"] = system2.plot(results, out)
-        write_json(out / "system2.json", results)
+        atomic_write_text(out / "system2.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     except (ValueError, OSError) as err:  # an unwritable folder, a missing base model, bad data
         print(f"llmedu system2: {err}", file=sys.stderr)
         return 2
