@@ -10,7 +10,6 @@ from the same run: ``python -m llmedu.chat_model runs/speedrun``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from llmedu.base_model import (ASSETS, MODEL_NAME as BASE_NAME, _asset, copy_params_file, load_shipped, read_card,
                                write_card)
-from llmedu.checkpoint import read_safetensors
+from llmedu.checkpoint import file_sha256, read_safetensors
 from llmedu.sample import load_run
 from llmedu.sft_data import make_sft_data
 from llmedu.sft_eval import evaluate, summary
@@ -43,10 +42,6 @@ def eval_questions(card: dict):
     """(world, SFT data) the card's figures were measured on, regenerated from its seeds."""
     world = make_world(card["world"]["seed"], n_people=card["world"]["n_people"])
     return world, make_sft_data(world, seed=card["sft_data_seed"])
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _same_tensors(a: Path, b: Path) -> bool:
@@ -84,7 +79,7 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     params, config, tokenizer, _ = load_run(str(assets / MODEL_NAME))
     card = {"command": report["command"], "seed": report["seed"],
             "world": {"seed": report["seed"], "n_people": report["world_people"]}, "sft_data_seed": report["seed"],
-            "base_model_sha256": _sha256(assets / BASE_NAME), "config": config.to_dict(),
+            "base_model_sha256": file_sha256(assets / BASE_NAME), "config": config.to_dict(),
             "file_bytes": (assets / MODEL_NAME).stat().st_size}
     world, data = eval_questions(card)
     card["measured"] = summary(evaluate(params, config, tokenizer, data.eval, world), "sft")

@@ -27,6 +27,7 @@ split over several files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -368,3 +369,12 @@ def atomic_write(path, write) -> None:
 def atomic_write_text(path, text: str) -> None:
     """``text`` as UTF-8 in ``path``, atomically (``atomic_write``): result files, JSON and CSV."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes: which parameters (or data) file a result was made from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):  # 1 MiB at a time: large files need not fit in memory
+            digest.update(chunk)
+    return digest.hexdigest()

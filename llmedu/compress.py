@@ -286,10 +286,9 @@ def load_model(path) -> tuple[dict, ModelConfig, object, str]:
     from .sample import load_run
 
     params, config, tokenizer, _ = load_run(str(path))
-    with open(path, "rb") as f:
-        sha = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
-            hashlib.sha256(f.read()).hexdigest()
-    return params, config, tokenizer, sha
+    from .checkpoint import file_sha256
+
+    return params, config, tokenizer, file_sha256(path)
 
 
 def _write_atomically(path, data: bytes) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from llmedu.attacks.measure import eval_sets, measure
 from llmedu.attacks.stage import split_cities
 from llmedu.base_model import ASSETS, load_shipped, read_card, write_card
-from llmedu.chat_model import _sha256, copy_fine_tuned
+from llmedu.checkpoint import file_sha256
+from llmedu.chat_model import copy_fine_tuned
 from llmedu.sample import load_run
 from llmedu.tool_model import MODEL_NAME as TOOL_NAME
 from llmedu.world import make_world
@@ -65,7 +66,7 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     params, config, tokenizer, _ = load_run(str(assets / MODEL_NAME))
     card = {"command": report["command"], "seed": report["seed"],
             "world": {"seed": report["seed"], "n_people": report["world_people"]},
-            "attack_cities": report["attack_cities"], "tool_model_sha256": _sha256(assets / TOOL_NAME),
+            "attack_cities": report["attack_cities"], "tool_model_sha256": file_sha256(assets / TOOL_NAME),
             "config": config.to_dict(), "file_bytes": (assets / MODEL_NAME).stat().st_size}
     card["measured"] = measure_guard(params, config, tokenizer, card)
     card["speedrun_report"] = {k: v for k, v in report.items() if k.startswith(REPORT_PREFIXES)

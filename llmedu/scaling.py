@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmedu.checkpoint import atomic_write, atomic_write_text
+from llmedu.checkpoint import atomic_write, atomic_write_text, file_sha256
 from llmedu.evaluate import mean_nll
 from llmedu.model import param_shapes
 from llmedu.scaling_fit import LawFit, compute_optimal, fit_law
@@ -185,7 +185,7 @@ def run_sweep(sweep: Sweep, out: str, *, data: str | None = None, seed: int = 13
         data = _write_world(out_dir)
         val_ids = _validation_ids(data, tokenizer, sweep)
     result = {"command": command, "seed": seed, "date": time.strftime("%Y-%m-%d"), "data": os.path.basename(data),
-              "data_sha256": _sha256(data), "tokenizer": f"the shipped base model's BPE ({len(tokenizer)} ids)",
+              "data_sha256": file_sha256(data), "tokenizer": f"the shipped base model's BPE ({len(tokenizer)} ids)",
               "N": "non-embedding parameters (tok_embeddings and output left out); N_total counts them too",
               "D": "training tokens (steps x batch_size x seq_len)", "FLOPs": "6 N D",
               "loss": f"mean next-token loss in nats over all {len(val_ids) - 1} scored tokens of the validation "
@@ -233,12 +233,6 @@ def _validation_ids(data: str, tokenizer, sweep: Sweep) -> np.ndarray:
     from llmedu.data import load_corpus
 
     return load_corpus(data, seq_len=sweep.seq_len, existing=tokenizer).val_ids.astype(np.int64)
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------- files --

@@ -19,7 +19,6 @@ draws, as a user asking again would.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -29,7 +28,7 @@ import numpy as np
 
 from llmedu.base_model import ASSETS, MODEL_NAME
 from llmedu.chat import render_prompt, reply_ids
-from llmedu.checkpoint import load_params
+from llmedu.checkpoint import file_sha256, load_params
 from llmedu.data import tokenizer_from_text
 from llmedu.plots import save_plot
 from llmedu.sample import load_run
@@ -225,7 +224,7 @@ def measure(out_dir, *, seed: int = 0, quick: bool = False, base_file=None, say=
 
 def _describe(path) -> dict:
     """A parameters file by name and SHA-256 (not by where it happened to be)."""
-    return {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    return {"file": Path(path).name, "sha256": file_sha256(path)}
 
 
 def _examples(model, problems, limit: int) -> list[dict]:

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from llmedu.base_model import ASSETS, load_shipped, read_card, write_card
-from llmedu.chat_model import MODEL_NAME as CHAT_NAME, _sha256, copy_fine_tuned
+from llmedu.checkpoint import file_sha256
+from llmedu.chat_model import MODEL_NAME as CHAT_NAME, copy_fine_tuned
 from llmedu.sample import load_run
 from llmedu.tool_data import make_tool_data
 from llmedu.tool_eval import evaluate_tools, tool_summary
@@ -60,7 +61,7 @@ def ship(run_dir: Path, assets: Path = ASSETS) -> dict:
     card = {"command": report["command"], "seed": report["seed"],
             "world": {"seed": report["seed"], "n_people": report["world_people"]}, "tool_data_seed": report["seed"],
             "tool_data_sizes": report["tools_data_sizes"],
-            "chat_model_sha256": _sha256(assets / CHAT_NAME),
+            "chat_model_sha256": file_sha256(assets / CHAT_NAME),
             "config": config.to_dict(), "file_bytes": (assets / MODEL_NAME).stat().st_size}
     world, examples = eval_questions(card, tokenizer)
     card["measured"] = tool_summary(evaluate_tools(params, config, tokenizer, examples, world,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from llmedu import scaling
+from llmedu.checkpoint import file_sha256
 from llmedu.scaling import QUICK, plan, read_results, summary
 from llmedu.scaling_cli import add_parser
 from llmedu.scaling_fit import LawFit, compute_optimal, fit_law, nonnegative_least_squares
@@ -173,7 +174,7 @@ def test_the_smallest_shipped_run_trains_again_to_its_shipped_loss(shipped, tmp_
     row = min(shipped["runs"], key=lambda r: r["FLOPs"])
     data = tmp_path / "world.txt"
     data.write_text(make_world(1337, n_people=300).text, encoding="utf-8")
-    assert scaling._sha256(str(data)) == shipped["data_sha256"]
+    assert file_sha256(str(data)) == shipped["data_sha256"]
     _, _, tokenizer, _ = load_base_model()
     size = (row["n_layers"], row["dim"], row["n_heads"])
     budget = next(b for b in sweep.budgets if sweep.steps(b) == row["steps"])
